@@ -1,0 +1,393 @@
+"""The hardware catalog: accelerators, server/rack nodes, links, switches, optics.
+
+Data live in ``topologies/catalog/*.yaml``; this module reads them into frozen dataclasses
+with SI values. Every entry must carry ``source`` and ``as_of``, and name in ``estimate``
+the fields whose values are estimates rather than datasheet or measured numbers. Users
+extend or override entries with their own catalog directory (a proposal's ``catalog:``
+field), whose entries replace bundled ones with the same id.
+
+Main assumption: bandwidths are per direction of one port or link; an accelerator's
+scale-up bandwidth is the sum over its scale-up links.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import ConfigError
+from .spec import Node, load_yaml
+
+__all__ = [
+    "Accelerator",
+    "Link",
+    "Switch",
+    "Transceiver",
+    "Cable",
+    "NodeModel",
+    "Catalog",
+    "load_catalog",
+    "BUNDLED_CATALOG",
+]
+
+BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "topologies" / "catalog"
+
+PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "int8", "tf32", "fp32")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an entry's numbers come from."""
+
+    source: str
+    as_of: str
+    estimate: tuple[str, ...] = ()
+
+
+def _provenance(n: Node, fields: set[str]) -> Provenance:
+    source = n.string("source")
+    if not source.strip():
+        raise n.error("source", "must name where the numbers come from")
+    as_of = n.raw("as_of")
+    as_of = str(as_of)
+    est = tuple(n.str_list("estimate", []))
+    for e in est:
+        if e not in fields:
+            raise n.error("estimate", f"names {e!r}, which is not a field of this entry")
+    return Provenance(source, as_of, est)
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """One accelerator chip/package (GPU, TPU, Trainium)."""
+
+    id: str
+    name: str
+    vendor: str
+    peak_flops: dict  # precision -> FLOP/s (dense)
+    matmul_efficiency: dict  # precision -> fraction of dense peak achieved by large GEMMs
+    hbm_capacity_B: float
+    hbm_bandwidth_Bps: float
+    scale_up_link: str
+    scale_up_links: int
+    scale_up_bandwidth_Bps: float  # per direction, all scale-up links
+    tdp_W: float
+    idle_power_W: float
+    price_USD: float
+    provenance: Provenance = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link technology; bandwidth is the line rate per direction of one link."""
+
+    id: str
+    name: str
+    kind: str  # scale-up | scale-out | host | optical-circuit
+    protocol: str
+    bandwidth_Bps: float
+    latency_s: float
+    protocol_efficiency: float
+    provenance: Provenance = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A switch box or chip. ``radix`` ports at ``port_speed_Bps`` each."""
+
+    id: str
+    name: str
+    vendor: str
+    kind: str  # packet | nvswitch | ocs
+    radix: int
+    port_speed_Bps: float
+    link: str
+    latency_s: float
+    power_W: float
+    in_network_reduction: str  # none | sharp | nvls
+    adaptive_routing: bool
+    price_USD: float
+    reconfigure_time_s: float | None
+    provenance: Provenance = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Transceiver:
+    id: str
+    name: str
+    speed_Bps: float
+    ports: int
+    reach_m: float
+    power_W: float
+    price_USD: float
+    provenance: Provenance = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Cable:
+    id: str
+    name: str
+    medium: str  # copper | active-copper | fiber
+    speed_Bps: float
+    reach_m: float
+    power_W: float
+    price_USD: float
+    provenance: Provenance = field(compare=False)
+
+
+@dataclass(frozen=True)
+class NodeModel:
+    """A server, tray-rack or chip cube: accelerators plus their scale-up domain and NICs."""
+
+    id: str
+    name: str
+    accelerator: str
+    accelerators: int
+    scale_up: str  # nvswitch | mesh | torus | none
+    scale_up_switch: str | None
+    scale_up_switches: int
+    torus_dims: tuple[int, ...]
+    nics: int
+    nic_link: str | None
+    host_link: str | None
+    host_power_W: float
+    price_USD: float
+    provenance: Provenance = field(compare=False)
+
+
+def _read_acc(key: str, n: Node) -> Accelerator:
+    pf = n.sub("peak_flops")
+    peak = {}
+    for p in pf.keys():
+        if p not in PRECISIONS:
+            raise pf.error(p, f"unknown precision; expected one of {', '.join(PRECISIONS)}")
+        peak[p] = pf.quantity(p, "flop_rate")
+    if "bf16" not in peak:
+        raise pf.error("bf16", "required field is missing")
+    me = n.sub("matmul_efficiency", {})
+    eff = {}
+    for p in me.keys():
+        if p not in peak:
+            raise me.error(p, "no peak_flops given for this precision")
+        eff[p] = me.number(p, low=0.0, high=1.0, low_open=True)
+    acc = Accelerator(
+        id=key,
+        name=n.string("name"),
+        vendor=n.string("vendor"),
+        peak_flops=peak,
+        matmul_efficiency=eff,
+        hbm_capacity_B=n.quantity("hbm_capacity", "bytes"),
+        hbm_bandwidth_Bps=n.quantity("hbm_bandwidth", "bandwidth"),
+        scale_up_link=n.string("scale_up_link"),
+        scale_up_links=n.integer("scale_up_links", minimum=1),
+        scale_up_bandwidth_Bps=n.quantity("scale_up_bandwidth", "bandwidth"),
+        tdp_W=n.quantity("tdp", "power"),
+        idle_power_W=n.quantity("idle_power", "power"),
+        price_USD=n.quantity("price", "money"),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    if acc.idle_power_W > acc.tdp_W:
+        raise n.error("idle_power", f"idle power {acc.idle_power_W:g} W exceeds TDP {acc.tdp_W:g} W")
+    n.done()
+    return acc
+
+
+def _read_link(key: str, n: Node) -> Link:
+    link = Link(
+        id=key,
+        name=n.string("name"),
+        kind=n.string("kind", choices=("scale-up", "scale-out", "host", "optical-circuit")),
+        protocol=n.string("protocol", choices=("nvlink", "xgmi", "pcie", "infiniband", "roce",
+                                               "ici", "neuronlink", "ocs")),
+        bandwidth_Bps=n.quantity("bandwidth", "bandwidth"),
+        latency_s=n.quantity("latency", "time", allow_zero=True),
+        protocol_efficiency=n.number("protocol_efficiency", low=0.0, high=1.0, low_open=True),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    n.done()
+    return link
+
+
+def _read_switch(key: str, n: Node) -> Switch:
+    kind = n.string("kind", choices=("packet", "nvswitch", "ocs"))
+    sw = Switch(
+        id=key,
+        name=n.string("name"),
+        vendor=n.string("vendor"),
+        kind=kind,
+        radix=n.integer("radix", minimum=2),
+        port_speed_Bps=n.quantity("port_speed", "bandwidth"),
+        link=n.string("link"),
+        latency_s=n.quantity("latency", "time", allow_zero=True),
+        power_W=n.quantity("power", "power", allow_zero=True),
+        in_network_reduction=n.string("in_network_reduction", "none",
+                                      choices=("none", "sharp", "nvls")),
+        adaptive_routing=n.boolean("adaptive_routing", False),
+        price_USD=n.quantity("price", "money", allow_zero=True),
+        reconfigure_time_s=n.quantity("reconfigure_time", "time", None),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    n.done()
+    return sw
+
+
+def _read_transceiver(key: str, n: Node) -> Transceiver:
+    t = Transceiver(
+        id=key,
+        name=n.string("name"),
+        speed_Bps=n.quantity("speed", "bandwidth"),
+        ports=n.integer("ports", 1, minimum=1),
+        reach_m=n.quantity("reach", "length"),
+        power_W=n.quantity("power", "power", allow_zero=True),
+        price_USD=n.quantity("price", "money", allow_zero=True),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    n.done()
+    return t
+
+
+def _read_cable(key: str, n: Node) -> Cable:
+    c = Cable(
+        id=key,
+        name=n.string("name"),
+        medium=n.string("medium", choices=("copper", "active-copper", "fiber")),
+        speed_Bps=n.quantity("speed", "bandwidth", 0.0) if "speed" in n else 0.0,
+        reach_m=n.quantity("reach", "length"),
+        power_W=n.quantity("power", "power", allow_zero=True),
+        price_USD=n.quantity("price", "money", allow_zero=True),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    n.done()
+    return c
+
+
+def _read_node(key: str, n: Node) -> NodeModel:
+    su = n.sub("scale_up")
+    topo = su.string("topology", choices=("nvswitch", "mesh", "torus", "none"))
+    nic = n.sub("nic", {})
+    nm = NodeModel(
+        id=key,
+        name=n.string("name"),
+        accelerator=n.string("accelerator"),
+        accelerators=n.integer("accelerators", minimum=1),
+        scale_up=topo,
+        scale_up_switch=su.string("switch", None),
+        scale_up_switches=su.integer("switches", 0, minimum=0),
+        torus_dims=tuple(su.int_list("dims", [])),
+        nics=nic.integer("count", 0, minimum=0),
+        nic_link=nic.string("link", None),
+        host_link=nic.string("host_link", None),
+        host_power_W=n.quantity("host_power", "power", 0.0, allow_zero=True),
+        price_USD=n.quantity("price", "money", 0.0, allow_zero=True),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    su.done()
+    nic.done()
+    n.done()
+    if topo == "nvswitch" and (nm.scale_up_switch is None or nm.scale_up_switches < 1):
+        raise su.error("switch", "an nvswitch scale-up domain needs `switch` and `switches`")
+    if topo == "torus":
+        prod = 1
+        for d in nm.torus_dims:
+            prod *= d
+        if prod != nm.accelerators:
+            raise su.error("dims", f"torus {nm.torus_dims} holds {prod} chips, but the node has "
+                           f"{nm.accelerators} accelerators")
+    return nm
+
+
+_SECTIONS = {
+    "accelerators": _read_acc,
+    "links": _read_link,
+    "switches": _read_switch,
+    "transceivers": _read_transceiver,
+    "cables": _read_cable,
+    "nodes": _read_node,
+}
+
+
+@dataclass
+class Catalog:
+    """All catalog entries by id, per section."""
+
+    accelerators: dict[str, Accelerator] = field(default_factory=dict)
+    links: dict[str, Link] = field(default_factory=dict)
+    switches: dict[str, Switch] = field(default_factory=dict)
+    transceivers: dict[str, Transceiver] = field(default_factory=dict)
+    cables: dict[str, Cable] = field(default_factory=dict)
+    nodes: dict[str, NodeModel] = field(default_factory=dict)
+    files: dict[tuple[str, str], str] = field(default_factory=dict)  # (section, id) -> file
+
+    def get(self, section: str, key: str, *, file: str | None = None, field: str | None = None):
+        """Look up an entry; a ConfigError naming the file/field and the known ids if absent."""
+        table = getattr(self, section)
+        if key not in table:
+            known = ", ".join(sorted(table)) or "none"
+            raise ConfigError(f"unknown {section[:-1]} {key!r} (catalog has: {known})",
+                              file=file, field=field)
+        return table[key]
+
+    def read_dir(self, directory: Path) -> None:
+        """Read every ``*.yaml`` in ``directory``; later entries replace earlier ones."""
+        for path in sorted(Path(directory).glob("*.yaml")):
+            doc = load_yaml(path)
+            for section in doc.keys():
+                if section not in _SECTIONS:
+                    raise doc.error(section, f"unknown catalog section; expected one of "
+                                    f"{', '.join(_SECTIONS)}")
+                reader = _SECTIONS[section]
+                for key, entry in doc.sub(section).items():
+                    getattr(self, section)[key] = reader(key, entry)
+                    self.files[(section, key)] = str(path)
+            doc._used.update(doc.keys())
+
+    def check(self) -> None:
+        """Cross-references between entries (accelerator -> link, node -> accelerator, ...)."""
+        for a in self.accelerators.values():
+            f = self.files[("accelerators", a.id)]
+            link = self.get("links", a.scale_up_link, file=f,
+                            field=f"accelerators.{a.id}.scale_up_link")
+            want = link.bandwidth_Bps * a.scale_up_links
+            if abs(want - a.scale_up_bandwidth_Bps) > 0.02 * want:
+                raise ConfigError(
+                    f"{a.scale_up_bandwidth_Bps / 1e9:g} GB/s does not equal scale_up_links "
+                    f"({a.scale_up_links}) x {link.id} bandwidth ({link.bandwidth_Bps / 1e9:g} "
+                    f"GB/s) = {want / 1e9:g} GB/s",
+                    file=f, field=f"accelerators.{a.id}.scale_up_bandwidth")
+        for s in self.switches.values():
+            self.get("links", s.link, file=self.files[("switches", s.id)],
+                     field=f"switches.{s.id}.link")
+        for nm in self.nodes.values():
+            f = self.files[("nodes", nm.id)]
+            self.get("accelerators", nm.accelerator, file=f, field=f"nodes.{nm.id}.accelerator")
+            if nm.scale_up_switch:
+                self.get("switches", nm.scale_up_switch, file=f,
+                         field=f"nodes.{nm.id}.scale_up.switch")
+            for k in ("nic_link", "host_link"):
+                v = getattr(nm, k)
+                if v:
+                    self.get("links", v, file=f, field=f"nodes.{nm.id}.nic.{k.split('_')[0]}"
+                             if k == "nic_link" else f"nodes.{nm.id}.nic.host_link")
+
+
+@lru_cache(maxsize=16)
+def _load(dirs: tuple[str, ...]) -> Catalog:
+    cat = Catalog()
+    for d in dirs:
+        cat.read_dir(Path(d))
+    cat.check()
+    return cat
+
+
+def load_catalog(*extra_dirs: str | Path) -> Catalog:
+    """Load the bundled catalog, then each of ``extra_dirs`` over it (cached).
+
+    Returns
+    -------
+    Catalog
+        Shared, cached object: treat it as read-only.
+    """
+    dirs = (str(BUNDLED_CATALOG),) + tuple(str(Path(d).resolve()) for d in extra_dirs
+                                          if Path(d).resolve() != BUNDLED_CATALOG)
+    return _load(dirs)

@@ -1,0 +1,634 @@
+"""Builders: one function per family of AI-cluster fabric, each returning a :class:`Fabric`.
+
+Scale-up domains: :func:`nvswitch_node` (DGX/HGX, 8 GPUs on NVSwitch), :func:`nvl72_rack`
+(GB200 NVL72), :func:`xgmi_mesh_node` (MI300X, full mesh), :func:`torus` and
+:func:`twisted_torus` (TPU ICI). Scale-out networks on top of many such domains:
+:func:`leaf_spine` (2-tier, ToR style), :func:`fat_tree` (3-tier Clos, pods),
+:func:`rail_optimized` (DGX SuperPOD scalable units: GPU i of every server on rail switch
+i), :func:`rail_only` (no spine: each rail is its own network), :func:`multi_plane` (each
+NIC port to its own plane, HPN style). :func:`sim.fabric.ocs.ocs_pod` builds the TPU
+v4-style optical pod.
+
+All of the scale-out families are one up/down Clos construction (:func:`clos`) that
+differs in how NIC ports are grouped onto leaves and leaves into pods. Oversubscription of
+a tier is its downlink capacity over its uplink capacity. Switch ports may be split into
+lower-speed ports (breakout) when the speeds divide exactly; any other speed mismatch is a
+TopologyError, as is a radix too small for the requested size.
+
+Main assumption: every switch tier is built from one switch model, cabling is spread as
+evenly as the port counts allow, and the NVSwitch chips of a server or rack act as one
+non-blocking switch node (their aggregate is what a GPU sees).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+
+from ..catalog import Catalog, Link, NodeModel, Switch, load_catalog
+from ..errors import TopologyError
+from .fabric import REACHES, Fabric, TorusDomain
+
+__all__ = [
+    "FabricBuilder",
+    "Tier",
+    "nvswitch_node",
+    "nvl72_rack",
+    "xgmi_mesh_node",
+    "torus",
+    "twisted_torus",
+    "scale_up_cluster",
+    "clos",
+    "leaf_spine",
+    "fat_tree",
+    "rail_optimized",
+    "rail_only",
+    "multi_plane",
+]
+
+
+class FabricBuilder:
+    """Accumulates nodes and cables of a fabric; shared by the builder functions.
+
+    Parameters
+    ----------
+    catalog : Catalog
+    name : str
+    file : str, optional
+        Spec file, for error messages.
+    """
+
+    def __init__(self, catalog: Catalog, name: str, file: str | None = None):
+        self.cat = catalog
+        self.g = nx.DiGraph()
+        self.fabric = Fabric(self.g, name=name, catalog=catalog)
+        self.file = file
+
+    def error(self, field: str, msg: str) -> TopologyError:
+        return TopologyError(msg, file=self.file, field=field)
+
+    def node(self, name: str, kind: str, model: str, **attrs) -> str:
+        self.g.add_node(name, kind=kind, model=model, **attrs)
+        return name
+
+    def cable(self, u: str, v: str, link: Link, *, count: int = 1, reach: str = "board",
+              bandwidth_Bps: float | None = None) -> None:
+        """Join u and v with ``count`` full-duplex cables of ``link`` (two directed edges).
+
+        The edge latency includes the port-to-port latency of a switch it enters.
+        """
+        assert reach in REACHES, reach
+        if count < 1:
+            return
+        bw = (bandwidth_Bps or link.bandwidth_Bps) * count
+        g = self.g
+        for a, b in ((u, v), (v, u)):
+            lat = link.latency_s + g.nodes[b].get("switch_latency", 0.0)
+            if g.has_edge(a, b):
+                e = g.edges[a, b]
+                e["capacity"] += bw
+                e["count"] += count
+            else:
+                g.add_edge(a, b, capacity=bw, latency=lat, tech=link.id, count=count,
+                           reach=reach)
+
+    def switch(self, name: str, sw: Switch, *, tier: int, **attrs) -> str:
+        return self.node(name, "switch" if sw.kind == "packet" else sw.kind, sw.id, tier=tier,
+                         switch_latency=sw.latency_s, **attrs)
+
+    def build(self, routing: str | None = None, meta: dict | None = None) -> Fabric:
+        f = self.fabric
+        if routing:
+            f.routing = routing
+        f.meta.update(meta or {})
+        if f.n_accelerators == 0:
+            raise self.error("params", "the fabric has no accelerators")
+        return f
+
+
+# --------------------------------------------------------------------- scale-up
+def add_domain(b: FabricBuilder, nm: NodeModel, prefix: str, *, reach: str = "board",
+               dims: tuple[int, ...] | None = None, wrap: bool = True,
+               twisted: bool = False, nic_link: Link | None = None) -> int:
+    """Add one scale-up domain of node model ``nm`` (its accelerators, switch, NICs).
+
+    Returns the domain id. Accelerators are named ``{prefix}.g{i}``, NICs ``{prefix}.n{i}``.
+    """
+    cat = b.cat
+    acc = cat.accelerators[nm.accelerator]
+    link = cat.links[acc.scale_up_link]
+    n = nm.accelerators
+    names = [b.node(f"{prefix}.g{i}", "accelerator", acc.id) for i in range(n)]
+    sw_name = None
+    tdom = None
+    if nm.scale_up == "nvswitch":
+        sw = cat.switches[nm.scale_up_switch]
+        sw_name = b.switch(f"{prefix}.nvs", sw, tier=0, chips=nm.scale_up_switches)
+        if sw.port_speed_Bps != link.bandwidth_Bps:
+            raise b.error(f"nodes.{nm.id}.scale_up.switch",
+                          f"{sw.id} ports run at {sw.port_speed_Bps / 1e9:g} GB/s but "
+                          f"{acc.id}'s {link.id} links at {link.bandwidth_Bps / 1e9:g} GB/s")
+        need = n * acc.scale_up_links
+        have = sw.radix * nm.scale_up_switches
+        if need > have:
+            raise b.error(f"nodes.{nm.id}.scale_up.switches",
+                          f"{n} accelerators x {acc.scale_up_links} links = {need} ports, but "
+                          f"{nm.scale_up_switches} x {sw.id} have {have}")
+        for a in names:
+            b.cable(a, sw_name, link, count=acc.scale_up_links, reach=reach)
+    elif nm.scale_up == "mesh":
+        per_peer = acc.scale_up_links // max(1, n - 1)
+        if per_peer < 1:
+            raise b.error(f"nodes.{nm.id}.accelerators",
+                          f"a full mesh of {n} needs {n - 1} links per accelerator, "
+                          f"{acc.id} has {acc.scale_up_links}")
+        for i in range(n):
+            for j in range(i + 1, n):
+                b.cable(names[i], names[j], link, count=per_peer, reach=reach)
+    elif nm.scale_up == "torus":
+        dims = tuple(dims or nm.torus_dims)
+        tdom = _torus_links(b, names, dims, link, acc.scale_up_links, wrap=wrap,
+                            twisted=twisted, reach=reach)
+    d = b.fabric.add_domain(names, switch=sw_name, torus=tdom, model=nm.id)
+    nic_link = nic_link or (cat.links[nm.nic_link] if nm.nic_link else None)
+    if nm.nics and nic_link is not None:
+        if n % nm.nics:
+            raise b.error(f"nodes.{nm.id}.nic.count",
+                          f"{nm.nics} NICs do not divide {n} accelerators evenly")
+        host = cat.links[nm.host_link] if nm.host_link else None
+        per = n // nm.nics
+        for k in range(nm.nics):
+            nic = b.node(f"{prefix}.n{k}", "nic", nic_link.id, tier=0, rail=k)
+            for a in names[k * per:(k + 1) * per]:
+                if host is not None:
+                    b.cable(a, nic, host, reach="board")
+                else:  # NIC on the accelerator package: a link as fast as the NIC
+                    b.cable(a, nic, nic_link, reach="board")
+                b.fabric.attach_nic(a, nic)
+    return d
+
+
+def _torus_links(b: FabricBuilder, names: list[str], dims: tuple[int, ...], link: Link,
+                 links_per_chip: int, *, wrap: bool, twisted: bool, reach: str) -> TorusDomain:
+    """Cable a torus (or mesh, wrap=False) over ``names`` in row-major order."""
+    if math.prod(dims) != len(names):
+        raise b.error("params.dims", f"dims {list(dims)} hold {math.prod(dims)} chips, not "
+                      f"{len(names)}")
+    per = max(1, links_per_chip // (2 * len(dims)))
+    t = TorusDomain(dims=tuple(dims), twisted=twisted)
+    coords = list(_coords(dims))
+    for name, c in zip(names, coords, strict=True):
+        t.grid[c] = name
+        t.coords[name] = c
+    for c in coords:
+        for dim, size in enumerate(dims):
+            if size == 1 or (not wrap and c[dim] == size - 1):
+                continue
+            if size == 2 and c[dim] == 1 and not twisted:
+                continue  # the +1 and -1 neighbour coincide: one bundle of both links
+            cnt = per * (2 if size == 2 and not twisted else 1)
+            b.cable(t.grid[c], t.grid[t.neighbor(c, dim, 1)], link, count=cnt, reach=reach)
+    return t
+
+
+def _coords(dims: Sequence[int]):
+    from itertools import product
+
+    return product(*(range(d) for d in dims))
+
+
+def _single(nm_id: str, catalog: Catalog | None, count: int, name: str | None, **kw) -> Fabric:
+    cat = catalog or load_catalog()
+    nm = cat.get("nodes", nm_id)
+    b = FabricBuilder(cat, name or f"{count} x {nm.name}")
+    for s in range(count):
+        add_domain(b, nm, f"s{s}", **kw)
+    return b.build(meta={"builder": "scale_up", "node": nm_id, "count": count})
+
+
+def nvswitch_node(node: str = "DGX-H100", *, count: int = 1, catalog: Catalog | None = None,
+                  name: str | None = None) -> Fabric:
+    """``count`` NVSwitch servers (8 GPUs each), not joined by a scale-out network."""
+    return _single(node, catalog, count, name)
+
+
+def nvl72_rack(node: str = "GB200-NVL72", *, count: int = 1, catalog: Catalog | None = None,
+               name: str | None = None) -> Fabric:
+    """``count`` GB200 NVL72 racks: 72 GPUs on one NVLink-5 switch domain each."""
+    return _single(node, catalog, count, name)
+
+
+def xgmi_mesh_node(node: str = "MI300X-8", *, count: int = 1, catalog: Catalog | None = None,
+                   name: str | None = None) -> Fabric:
+    """``count`` AMD MI300X platforms: 8 GPUs in an Infinity Fabric full mesh each."""
+    return _single(node, catalog, count, name)
+
+
+def torus(dims: Sequence[int], *, accelerator: str = "TPUv4", catalog: Catalog | None = None,
+          name: str | None = None, _twisted: bool = False) -> Fabric:
+    """A TPU-style 3D (or any-D) ICI torus with wrap-around links.
+
+    Parameters
+    ----------
+    dims : sequence of int
+        Torus shape, e.g. (4, 4, 4) or (8, 8, 16).
+    accelerator : str
+        Catalog accelerator whose ``scale_up_link`` and ``scale_up_links`` give the ICI
+        links: each chip spreads its links evenly over its 2 x len(dims) neighbours.
+    """
+    cat = catalog or load_catalog()
+    acc = cat.get("accelerators", accelerator)
+    dims = tuple(int(d) for d in dims)
+    if any(d < 1 for d in dims):
+        raise TopologyError(f"torus dims must be positive, got {list(dims)}", field="params.dims")
+    nm = NodeModel(id=f"torus-{accelerator}", name=name or "torus", accelerator=accelerator,
+                   accelerators=math.prod(dims), scale_up="torus", scale_up_switch=None,
+                   scale_up_switches=0, torus_dims=dims, nics=0, nic_link=None, host_link=None,
+                   host_power_W=0.0, price_USD=0.0, provenance=acc.provenance)
+    kind = "twisted torus" if _twisted else "torus"
+    b = FabricBuilder(cat, name or f"{'x'.join(map(str, dims))} {acc.id} {kind}")
+    add_domain(b, nm, "t", dims=dims, twisted=_twisted, reach="rack")
+    return b.build(meta={"builder": "twisted_torus" if _twisted else "torus", "dims": dims})
+
+
+def twisted_torus(dims: Sequence[int], *, accelerator: str = "TPUv4",
+                  catalog: Catalog | None = None, name: str | None = None) -> Fabric:
+    """A twisted torus (Camara et al.; TPU v4 offers it for k x k x 2k slices).
+
+    The wrap-around links of the shorter dimensions are shifted by half the longest
+    dimension, which shortens the diameter and raises the bisection of a k x k x 2k torus.
+    """
+    dims = tuple(int(d) for d in dims)
+    long = max(dims)
+    if dims.count(long) != 1 or long % 2 or any(long != 2 * d for d in dims if d != long):
+        raise TopologyError(f"a twisted torus needs shape k x k x 2k, got {list(dims)}",
+                            field="params.dims")
+    return torus(dims, accelerator=accelerator, catalog=catalog, name=name, _twisted=True)
+
+
+def scale_up_cluster(node: str, count: int, *, catalog: Catalog | None = None,
+                     name: str | None = None) -> Fabric:
+    """``count`` scale-up domains of catalog node ``node`` without a scale-out network."""
+    return _single(node, catalog, count, name)
+
+
+# --------------------------------------------------------------------- scale-out
+@dataclass(frozen=True)
+class Tier:
+    """One switch tier of a Clos.
+
+    Attributes
+    ----------
+    switch : str
+        Catalog switch id.
+    oversubscription : float
+        Downlink over uplink capacity (1 = non-blocking). Ignored for the top tier.
+    down_ports : int, optional
+        Downlink ports per switch (e.g. the servers of a rack on a ToR); default: as many
+        as the radix allows at this oversubscription.
+    reach : str
+        Where the cables *below* this tier run: ``rack`` (copper), ``row``, ``hall``.
+    """
+
+    switch: str
+    oversubscription: float = 1.0
+    down_ports: int | None = None
+    reach: str = "row"
+
+
+def _ports_at(sw: Switch, speed: float, b: FabricBuilder, field: str) -> int:
+    """Ports of ``sw`` at ``speed``, splitting faster ports (breakout) when it divides."""
+    ratio = sw.port_speed_Bps / speed
+    k = round(ratio)
+    if k < 1 or abs(ratio - k) > 1e-9:
+        raise b.error(field, f"port speed mismatch: {sw.id} ports run at "
+                      f"{sw.port_speed_Bps * 8 / 1e9:g} Gb/s, links at {speed * 8 / 1e9:g} "
+                      f"Gb/s (a port can only be split into equal lower-speed ports)")
+    return sw.radix * k
+
+
+def _split(radix: int, over: float, down: int | None, b: FabricBuilder, field: str
+           ) -> tuple[int, int]:
+    """(down, up) ports per switch for an oversubscription ratio."""
+    if over < 1:
+        raise b.error(field + ".oversubscription", f"must be >= 1 (down:up), got {over:g}")
+    if down is None:
+        up = int(radix // (1 + over))
+        down = int(math.floor(up * over + 1e-9))
+        while down + up > radix:
+            down -= 1
+    else:
+        up = int(math.ceil(down / over - 1e-9))
+    if down < 1 or up < 1 or down + up > radix:
+        raise b.error(field, f"switch radix {radix} too small for {down} down + {up} up ports "
+                      f"at {over:g}:1")
+    return down, up
+
+
+def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequence[Tier],
+         link: str, leaf_key: Callable[[int, int], tuple], pod_leaves: int | None = None,
+         pod_key: Callable[[tuple], tuple] | None = None, planes: int = 1,
+         routing: str | None = None, file: str | None = None, meta: dict | None = None
+         ) -> Fabric:
+    """Generic up/down Clos over ``servers`` scale-up domains of catalog node ``node``.
+
+    Parameters
+    ----------
+    catalog : Catalog
+    name : str
+    node : str
+        Catalog node model (server, rack, cube).
+    servers : int
+        Number of such nodes.
+    tiers : sequence of Tier
+        Leaf first. Two tiers give leaf-spine, three a fat-tree with pods.
+    link : str
+        Catalog link id of the scale-out cables (all tiers).
+    leaf_key : callable (server, nic) -> tuple
+        NIC ports with the same key share leaves (filled in order): ``(server // k,)`` for
+        ToR style, ``(unit, rail)`` for rail-optimized.
+    pod_leaves : int, optional
+        Leaves per pod for 3-tier Clos (default: all leaves form one pod).
+    pod_key : callable leaf-key -> tuple, optional
+        Leaves whose keys map to different pod keys never share a spine (rail-only).
+    planes : int
+        NIC ports per NIC; port p goes to plane p, and planes are separate networks.
+    routing : str, optional
+        Default routing; else ``adaptive`` if the leaf switch supports it, else ``ecmp``.
+    """
+    cat = catalog
+    b = FabricBuilder(cat, name, file)
+    nm = cat.get("nodes", node, file=file, field="params.node")
+    ln = cat.get("links", link, file=file, field="params.link")
+    if ln.kind != "scale-out":
+        raise b.error("params.link", f"{ln.id} is a {ln.kind} link, not a scale-out link")
+    if nm.nics < 1:
+        raise b.error("params.node", f"node {nm.id} has no NICs for a scale-out network")
+    if servers < 1:
+        raise b.error("params.servers", f"must be at least 1, got {servers}")
+    if not tiers:
+        raise b.error("params.tiers", "at least one switch tier is needed")
+    nic_speed = ln.bandwidth_Bps
+    sws = [cat.get("switches", t.switch, file=file, field=f"params.tiers[{i}].switch")
+           for i, t in enumerate(tiers)]
+    for i, sw in enumerate(sws):
+        if sw.kind != "packet":
+            raise b.error(f"params.tiers[{i}].switch", f"{sw.id} is a {sw.kind} switch, not a "
+                          "packet switch")
+    radix = [_ports_at(sw, nic_speed, b, f"params.tiers[{i}].switch") for i, sw in enumerate(sws)]
+
+    # --- endpoints
+    nic_ports: dict[tuple, list[str]] = {}
+    for s in range(servers):
+        add_domain(b, nm, f"s{s}", nic_link=ln)
+        for k in range(nm.nics):
+            for p in range(planes):
+                nic_ports.setdefault((p,) + tuple(leaf_key(s, k)), []).append(f"s{s}.n{k}")
+    n_tiers = len(tiers)
+    # --- tier 1: leaves
+    last = n_tiers == 1
+    d1, u1 = ((radix[0], 0) if last else
+              _split(radix[0], tiers[0].oversubscription, tiers[0].down_ports, b,
+                     "params.tiers[0]"))
+    leaves: list[tuple[str, tuple, int]] = []  # (name, key, n_down)
+    for key in sorted(nic_ports):
+        ports = nic_ports[key]
+        for j in range(0, len(ports), d1):
+            chunk = ports[j:j + d1]
+            lname = b.switch(f"l{len(leaves)}", sws[0], tier=1, plane=key[0],
+                             unit=key[1] if len(key) > 2 else None)
+            for nic in chunk:
+                b.cable(nic, lname, ln, reach=tiers[0].reach)
+            leaves.append((lname, key, len(chunk)))
+    if last:
+        return _finish(b, sws, routing, meta)
+
+    # --- tier 2: spines, per pod
+    t2last = n_tiers == 2
+    if t2last:
+        d2, u2 = radix[1], 0
+    else:
+        d2, u2 = _split(radix[1], tiers[1].oversubscription, tiers[1].down_ports, b,
+                        "params.tiers[1]")
+    groups: dict[tuple, list] = {}
+    for lf in leaves:
+        pk = (lf[1][0],) + (pod_key(lf[1][1:]) if pod_key else ())
+        groups.setdefault(pk, []).append(lf)
+    pods: list[tuple[tuple, list]] = []
+    for pk, lfs in groups.items():
+        size = pod_leaves or len(lfs)
+        for j in range(0, len(lfs), size):
+            pods.append((pk, lfs[j:j + size]))
+    spines_by_pod: list[list[str]] = []
+    n_sp = 0
+    for pi, (_, lfs) in enumerate(pods):
+        for lname, _, _ in lfs:
+            b.g.nodes[lname]["pod"] = pi
+    for pi, (pk, lfs) in enumerate(pods):
+        ups = [max(1, math.ceil(n_down / tiers[0].oversubscription - 1e-9)) for _, _, n_down in lfs]
+        total = sum(ups)
+        n_spines = max(1, math.ceil(total / d2))
+        if len(lfs) == 1 and n_tiers == 2:
+            spines_by_pod.append([])
+            continue  # a single leaf needs no spine
+        names = [b.switch(f"sp{n_sp + i}", sws[1], tier=2, plane=pk[0], pod=pi)
+                 for i in range(n_spines)]
+        n_sp += n_spines
+        spines_by_pod.append(names)
+        cursor = 0
+        for (lname, _, _), u in zip(lfs, ups, strict=True):
+            counts: dict[str, int] = {}
+            for _ in range(u):
+                s = names[cursor % n_spines]
+                counts[s] = counts.get(s, 0) + 1
+                cursor += 1
+            for s, cnt in counts.items():
+                b.cable(lname, s, ln, count=cnt, reach=tiers[1].reach)
+    if n_tiers > 3:
+        raise b.error("params.tiers", f"at most 3 tiers are supported, got {n_tiers}")
+    if not t2last:
+        # --- tier 3: cores. Spine uplinks are dealt round-robin over the plane's cores, so
+        # every pod reaches every core (pods are never cut off from each other).
+        by_plane: dict[int, list[list[str]]] = {}
+        for (pk, _), sps in zip(pods, spines_by_pod, strict=True):
+            by_plane.setdefault(pk[0], []).append(sps)
+        n_core = 0
+        for plane, pod_spines in by_plane.items():
+            total = sum(len(s) for s in pod_spines) * u2
+            n_cores = max(1, math.ceil(total / radix[2]))
+            cores = [b.switch(f"c{n_core + i}", sws[2], tier=3, plane=plane)
+                     for i in range(n_cores)]
+            n_core += n_cores
+            cursor = 0
+            for sps in pod_spines:
+                for s in sps:
+                    counts: dict[str, int] = {}
+                    for _ in range(u2):
+                        c = cores[cursor % n_cores]
+                        counts[c] = counts.get(c, 0) + 1
+                        cursor += 1
+                    for c, cnt in counts.items():
+                        b.cable(s, c, ln, count=cnt, reach=tiers[2].reach)
+    return _finish(b, sws, routing, meta)
+
+
+def _finish(b: FabricBuilder, sws: list[Switch], routing: str | None, meta: dict | None
+            ) -> Fabric:
+    g = b.g
+    # radix check: no switch may use more ports than it has (a builder invariant)
+    for n, d in g.nodes(data=True):
+        if d["kind"] == "switch":
+            sw = b.cat.switches[d["model"]]
+            used = sum(e["count"] for _, _, e in g.out_edges(n, data=True))
+            cap = sum(e["capacity"] for _, _, e in g.out_edges(n, data=True))
+            if cap > sw.radix * sw.port_speed_Bps * (1 + 1e-9):
+                raise b.error("params", f"switch {n} ({sw.id}) needs {used} ports, "
+                              f"{cap * 8 / 1e9:g} Gb/s, above its {sw.radix} x "
+                              f"{sw.port_speed_Bps * 8 / 1e9:g} Gb/s")
+    if routing is None:
+        routing = "adaptive" if sws[0].adaptive_routing else "ecmp"
+    f = b.build(routing=routing, meta=meta)
+    _check_connected(b, f)
+    return f
+
+
+def _check_connected(b: FabricBuilder, f: Fabric) -> None:
+    """A scale-out fabric whose NICs fall into separate islands is an error (rail-only
+    islands are joined through the scale-up domains, so the check runs on the whole graph)."""
+    if f.graph.number_of_nodes() and not nx.is_weakly_connected(f.graph):
+        comps = nx.number_weakly_connected_components(f.graph)
+        raise b.error("params", f"the fabric is disconnected: {comps} separate parts")
+
+
+def leaf_spine(*, node: str, servers: int, leaf: str, spine: str, link: str,
+               oversubscription: float = 1.0, servers_per_leaf: int | None = None,
+               leaf_reach: str | None = None, catalog: Catalog | None = None,
+               name: str | None = None, routing: str | None = None, file: str | None = None
+               ) -> Fabric:
+    """Two-tier leaf-spine with ToR-style leaves: all NICs of a server on the same leaf.
+
+    Parameters
+    ----------
+    servers_per_leaf : int, optional
+        Servers per leaf (a rack on a ToR); default: as many as the leaf's downlink ports
+        at this oversubscription hold.
+    leaf_reach : {'rack', 'row'}, optional
+        Where server-to-leaf cables run: ``rack`` (ToR, copper) is the default when
+        ``servers_per_leaf`` is given, else ``row`` (optics to a network rack).
+    """
+    cat = catalog or load_catalog()
+    nm = cat.get("nodes", node, file=file, field="params.node")
+    down = servers_per_leaf * nm.nics if servers_per_leaf else None
+    per = servers_per_leaf or 10**9
+    reach = leaf_reach or ("rack" if servers_per_leaf else "row")
+    return clos(cat, name=name or f"leaf-spine {servers} x {node}", node=node, servers=servers,
+                tiers=[Tier(leaf, oversubscription, down, reach),
+                       Tier(spine, 1.0, None, "row")],
+                link=link, leaf_key=lambda s, k: (s // per,) if servers_per_leaf else (0,),
+                routing=routing, file=file,
+                meta={"builder": "leaf_spine", "oversubscription": [oversubscription]})
+
+
+def fat_tree(*, node: str, servers: int, tiers: Sequence[Tier], link: str,
+             servers_per_leaf: int | None = None, leaves_per_pod: int | None = None,
+             rail_aligned: bool = False, servers_per_unit: int | None = None,
+             catalog: Catalog | None = None, name: str | None = None,
+             routing: str | None = None, file: str | None = None) -> Fabric:
+    """Three-tier Clos (leaf, spine, core) with pods and oversubscription per tier.
+
+    Parameters
+    ----------
+    tiers : sequence of Tier
+        Three tiers; ``tiers[1].oversubscription`` is the pod-to-core ratio (e.g. 7 for the
+        Llama 3 cluster's 1:7 aggregation).
+    servers_per_leaf : int, optional
+        ToR style: this many servers share a leaf.
+    leaves_per_pod : int, optional
+        Leaves under one set of spines (e.g. 192 racks = 3,072 GPUs in the Llama 3 cluster).
+    rail_aligned : bool
+        Rail-optimized leaves (NIC i of every server of a unit on leaf i) instead of ToR.
+    """
+    cat = catalog or load_catalog()
+    nm = cat.get("nodes", node, file=file, field="params.node")
+    if len(tiers) != 3:
+        raise TopologyError(f"a fat-tree has 3 tiers, got {len(tiers)}", file=file,
+                            field="params.tiers")
+    if rail_aligned:
+        unit = servers_per_unit or servers
+        key = lambda s, k: (s // unit, k)  # noqa: E731
+    else:
+        per = servers_per_leaf or max(1, 10**9)
+        key = lambda s, k: (s // per,)  # noqa: E731
+    down = servers_per_leaf * nm.nics if servers_per_leaf and not rail_aligned else \
+        tiers[0].down_ports
+    t0 = Tier(tiers[0].switch, tiers[0].oversubscription, down, tiers[0].reach)
+    return clos(cat, name=name or f"fat-tree {servers} x {node}", node=node, servers=servers,
+                tiers=[t0, *tiers[1:]], link=link, leaf_key=key, pod_leaves=leaves_per_pod,
+                routing=routing, file=file,
+                meta={"builder": "fat_tree",
+                      "oversubscription": [t.oversubscription for t in tiers[:2]]})
+
+
+def rail_optimized(*, node: str, servers: int, leaf: str, spine: str, link: str,
+                   servers_per_unit: int = 32, oversubscription: float = 1.0,
+                   core: str | None = None, units_per_pod: int | None = None,
+                   catalog: Catalog | None = None, name: str | None = None,
+                   routing: str | None = None, file: str | None = None) -> Fabric:
+    """DGX SuperPOD-style rail-optimized Clos: in each scalable unit, NIC i of every server
+    goes to rail leaf i; leaves reach each other through spines (and cores, if given)."""
+    cat = catalog or load_catalog()
+    tiers = [Tier(leaf, oversubscription, servers_per_unit if servers_per_unit else None, "row"),
+             Tier(spine, 1.0, None, "row")]
+    if core:
+        tiers.append(Tier(core, 1.0, None, "hall"))
+    nm = cat.get("nodes", node, file=file, field="params.node")
+    pod_leaves = units_per_pod * nm.nics if (core and units_per_pod) else None
+    return clos(cat, name=name or f"rail-optimized {servers} x {node}", node=node,
+                servers=servers, tiers=tiers, link=link,
+                leaf_key=lambda s, k: (s // servers_per_unit, k), pod_leaves=pod_leaves,
+                routing=routing, file=file,
+                meta={"builder": "rail_optimized", "oversubscription": [oversubscription]})
+
+
+def rail_only(*, node: str, servers: int, leaf: str, link: str, spine: str | None = None,
+              catalog: Catalog | None = None, name: str | None = None,
+              routing: str | None = None, file: str | None = None) -> Fabric:
+    """Rail-only network (Wang et al., 2023): rail i joins NIC i of every server; rails are
+    not connected to each other. A rail larger than one switch is a non-blocking leaf-spine
+    of its own. Cross-rail traffic goes through the scale-up domain (PXN)."""
+    cat = catalog or load_catalog()
+    ln = cat.get("links", link, file=file, field="params.link")
+    lsw = cat.get("switches", leaf, file=file, field="params.leaf")
+    b = FabricBuilder(cat, "probe", file)
+    ports = _ports_at(lsw, ln.bandwidth_Bps, b, "params.leaf")
+    if servers <= ports:
+        tiers = [Tier(leaf, 1.0, None, "row")]
+    else:
+        if spine is None:
+            raise TopologyError(f"{servers} servers exceed one {leaf}'s {ports} ports per "
+                                "rail; give a `spine` switch", file=file, field="params.spine")
+        tiers = [Tier(leaf, 1.0, None, "row"), Tier(spine, 1.0, None, "row")]
+    return clos(cat, name=name or f"rail-only {servers} x {node}", node=node, servers=servers,
+                tiers=tiers, link=link, leaf_key=lambda s, k: (k,), pod_key=lambda key: key,
+                routing=routing, file=file, meta={"builder": "rail_only"})
+
+
+def multi_plane(*, node: str, servers: int, leaf: str, spine: str, link: str, planes: int = 2,
+                servers_per_leaf: int | None = None, oversubscription: float = 1.0,
+                catalog: Catalog | None = None, name: str | None = None,
+                routing: str | None = None, file: str | None = None) -> Fabric:
+    """Multi-plane leaf-spine (Alibaba HPN dual-plane): each NIC has ``planes`` ports, port
+    p to a leaf of plane p; planes are separate networks. ``link`` is the per-port link."""
+    cat = catalog or load_catalog()
+    nm = cat.get("nodes", node, file=file, field="params.node")
+    per = servers_per_leaf or 10**9
+    down = servers_per_leaf * nm.nics if servers_per_leaf else None
+    return clos(cat, name=name or f"{planes}-plane {servers} x {node}", node=node,
+                servers=servers,
+                tiers=[Tier(leaf, oversubscription, down, "rack" if servers_per_leaf else "row"),
+                       Tier(spine, 1.0, None, "row")],
+                link=link, leaf_key=lambda s, k: (s // per,), planes=planes, routing=routing,
+                file=file, meta={"builder": "multi_plane", "planes": planes})

@@ -1,0 +1,222 @@
+"""Reading spec files: YAML into checked values, every error naming its file and field path.
+
+The main assumption is that spec files are small (kilobytes) and read once, so clarity of
+the error messages matters more than speed. A :class:`Node` wraps one mapping of a YAML
+document together with where it came from; its accessors convert units to SI (via
+:mod:`sim.units`), check types and ranges, and remember which keys were read so that
+:meth:`Node.done` can reject unknown keys (a misspelt key must never be silently ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import units
+from .errors import ConfigError
+
+__all__ = ["Node", "load_yaml", "apply_overrides"]
+
+_MISSING = object()
+
+
+def load_yaml(path: str | Path) -> Node:
+    """Load a YAML file whose top level is a mapping.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not valid YAML, or its top level is not a mapping.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", file=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"top level must be a mapping, got {type(data).__name__}",
+                          file=str(path))
+    return Node(data, str(path), "")
+
+
+def apply_overrides(data: dict, overrides: list[str] | None, *, file: str | None = None) -> dict:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place.
+
+    Raises
+    ------
+    ConfigError
+        If an override is not of the form ``path=value``.
+    """
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form a.b.c=value", file=file)
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        cur = data
+        for p in parts[:-1]:
+            nxt = cur.get(p)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                cur[p] = nxt
+            cur = nxt
+        cur[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def _typename(v: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer",
+            float: "number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+class Node:
+    """A mapping from a spec file, with the file name and the field path that leads to it.
+
+    Parameters
+    ----------
+    data : dict
+        The mapping.
+    file : str
+        The file it was read from.
+    path : str
+        Dotted field path of this mapping inside the file ("" for the top level).
+    """
+
+    def __init__(self, data: dict, file: str, path: str):
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping, got {_typename(data)}", file=file,
+                              field=path or None)
+        self.data = data
+        self.file = file
+        self.path = path
+        self._used: set[str] = set()
+
+    # ------------------------------------------------------------------ helpers
+    def field(self, key: str) -> str:
+        """Dotted path of ``key`` below this node."""
+        return f"{self.path}.{key}" if self.path else str(key)
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        """A ConfigError for ``key`` (or this node itself when key is None)."""
+        return ConfigError(message, file=self.file,
+                           field=self.field(key) if key is not None else (self.path or None))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def keys(self) -> list[str]:
+        return list(self.data)
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        """The raw value of ``key``; a ConfigError if it is missing and has no default."""
+        self._used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if default is _MISSING:
+                raise self.error(key, "required field is missing")
+            return default
+        return self.data[key]
+
+    # ------------------------------------------------------------- typed getters
+    def quantity(self, key: str, kind: str, default: Any = _MISSING, *, allow_zero: bool = False
+                 ) -> float:
+        """A quantity with a unit, converted to SI (see :func:`sim.units.parse`)."""
+        v = self.raw(key, default)
+        if v is default and default is not _MISSING:
+            return v
+        return units.parse(v, kind, file=self.file, field=self.field(key), allow_zero=allow_zero)
+
+    def string(self, key: str, default: Any = _MISSING, *, choices: tuple | list | None = None
+               ) -> str:
+        v = self.raw(key, default)
+        if v is default and default is not _MISSING:
+            return v
+        if not isinstance(v, str):
+            raise self.error(key, f"expected a string, got {_typename(v)} {v!r}")
+        if choices is not None and v not in choices:
+            raise self.error(key, f"{v!r} is not one of: {', '.join(map(str, choices))}")
+        return v
+
+    def integer(self, key: str, default: Any = _MISSING, *, minimum: int | None = None) -> int:
+        v = self.raw(key, default)
+        if v is default and default is not _MISSING:
+            return v
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.error(key, f"expected a whole number, got {_typename(v)} {v!r}")
+        if minimum is not None and v < minimum:
+            raise self.error(key, f"must be at least {minimum}, got {v}")
+        return v
+
+    def number(self, key: str, default: Any = _MISSING, *, low: float | None = None,
+               high: float | None = None, low_open: bool = False) -> float:
+        """A dimensionless number, optionally bounded: low <= v <= high (low < v if low_open)."""
+        v = self.raw(key, default)
+        if v is default and default is not _MISSING:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.error(key, f"expected a number, got {_typename(v)} {v!r}")
+        if low is not None and (v <= low if low_open else v < low):
+            raise self.error(key, f"must be {'>' if low_open else '>='} {low}, got {v}")
+        if high is not None and v > high:
+            raise self.error(key, f"must be <= {high}, got {v}")
+        return float(v)
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        v = self.raw(key, default)
+        if not isinstance(v, bool):
+            raise self.error(key, f"expected true or false, got {_typename(v)} {v!r}")
+        return v
+
+    def int_list(self, key: str, default: Any = _MISSING, *, minimum: int = 1) -> list[int]:
+        v = self.raw(key, default)
+        if v is default and default is not _MISSING:
+            return v
+        if not isinstance(v, list) or not v or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v
+        ):
+            raise self.error(key, f"expected a list of whole numbers, got {v!r}")
+        if any(x < minimum for x in v):
+            raise self.error(key, f"every entry must be at least {minimum}, got {v}")
+        return list(v)
+
+    def str_list(self, key: str, default: Any = _MISSING) -> list[str]:
+        v = self.raw(key, default)
+        if v is default and default is not _MISSING:
+            return v
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self.error(key, f"expected a list of strings, got {v!r}")
+        return list(v)
+
+    def sub(self, key: str, default: Any = _MISSING) -> Node:
+        """The mapping under ``key`` as a Node."""
+        v = self.raw(key, default)
+        if v is default and default is not _MISSING:
+            return Node({}, self.file, self.field(key)) if v is None else v
+        if not isinstance(v, dict):
+            raise self.error(key, f"expected a mapping, got {_typename(v)} {v!r}")
+        return Node(v, self.file, self.field(key))
+
+    def items(self) -> Iterator[tuple[str, Node]]:
+        """(key, Node) for every entry of this mapping whose values are mappings."""
+        for k in self.data:
+            yield k, self.sub(k)
+
+    def done(self) -> None:
+        """Raise a ConfigError naming the first key that no accessor read."""
+        extra = [k for k in self.data if k not in self._used]
+        if extra:
+            known = sorted(self._used)
+            raise self.error(extra[0], f"unknown field {extra[0]!r}"
+                             + (f" (known here: {', '.join(known)})" if known else ""))
