@@ -423,6 +423,7 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
         for j in range(0, len(lfs), size):
             pods.append((pk, lfs[j:j + size]))
     spines_by_pod: list[list[str]] = []
+    spine_down: dict[str, int] = {}
     n_sp = 0
     for pi, (_, lfs) in enumerate(pods):
         for lname, _, _ in lfs:
@@ -447,6 +448,7 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
                 cursor += 1
             for s, cnt in counts.items():
                 b.cable(lname, s, ln, count=cnt, reach=tiers[1].reach)
+                spine_down[s] = spine_down.get(s, 0) + cnt
     if n_tiers > 3:
         raise b.error("params.tiers", f"at most 3 tiers are supported, got {n_tiers}")
     if not t2last:
@@ -457,7 +459,10 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
             by_plane.setdefault(pk[0], []).append(sps)
         n_core = 0
         for plane, pod_spines in by_plane.items():
-            total = sum(len(s) for s in pod_spines) * u2
+            # a spine's uplinks follow its actual downlinks at the tier's ratio
+            ups2 = {s: max(1, math.ceil(spine_down[s] / tiers[1].oversubscription - 1e-9))
+                    for sps in pod_spines for s in sps}
+            total = sum(ups2.values())
             n_cores = max(1, math.ceil(total / radix[2]))
             cores = [b.switch(f"c{n_core + i}", sws[2], tier=3, plane=plane)
                      for i in range(n_cores)]
@@ -466,7 +471,7 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
             for sps in pod_spines:
                 for s in sps:
                     counts: dict[str, int] = {}
-                    for _ in range(u2):
+                    for _ in range(ups2[s]):
                         c = cores[cursor % n_cores]
                         counts[c] = counts.get(c, 0) + 1
                         cursor += 1
