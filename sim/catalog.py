@@ -26,6 +26,8 @@ __all__ = [
     "Transceiver",
     "Cable",
     "NodeModel",
+    "Protocol",
+    "Library",
     "Catalog",
     "load_catalog",
     "BUNDLED_CATALOG",
@@ -49,8 +51,9 @@ def _provenance(n: Node, fields: set[str]) -> Provenance:
     source = n.string("source")
     if not source.strip():
         raise n.error("source", "must name where the numbers come from")
-    as_of = n.raw("as_of")
-    as_of = str(as_of)
+    as_of = str(n.raw("as_of")).strip()
+    if not as_of:
+        raise n.error("as_of", "must give the date of the source, e.g. 2024-03")
     est = tuple(n.str_list("estimate", []))
     for e in est:
         if e not in fields:
@@ -109,6 +112,38 @@ class Switch:
     adaptive_routing: bool
     price_USD: float
     reconfigure_time_s: float | None
+    reduction_efficiency: float  # in-network reduction throughput as a fraction of port rate
+    provenance: Provenance = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A collective library's wire protocol (NCCL LL, LL128, Simple)."""
+
+    id: str
+    name: str
+    bandwidth_factor: float
+    base_latency_s: float
+    hop_latency_nvlink_s: float
+    hop_latency_net_s: float
+    thread_threshold_B: float
+    threads: int
+    chunked: bool
+    provenance: Provenance = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Library:
+    """Collective library constants (channels, NVLS chunking, per-chunk overhead)."""
+
+    max_channels: int
+    nvls_channels: int
+    nvls_latency_s: float
+    nvls_net_latency_s: float
+    nvls_max_chunk_B: float
+    ring_simple_max_chunk_B: float
+    chunk_overhead_s: float
+    sharp_latency_s: float
     provenance: Provenance = field(compare=False)
 
 
@@ -226,6 +261,8 @@ def _read_switch(key: str, n: Node) -> Switch:
         adaptive_routing=n.boolean("adaptive_routing", False),
         price_USD=n.quantity("price", "money", allow_zero=True),
         reconfigure_time_s=n.quantity("reconfigure_time", "time", None),
+        reduction_efficiency=n.number("reduction_efficiency", 1.0, low=0.0, high=1.0,
+                                      low_open=True),
         provenance=_provenance(n, set(n.keys())),
     )
     n.done()
@@ -297,6 +334,39 @@ def _read_node(key: str, n: Node) -> NodeModel:
     return nm
 
 
+def _read_protocol(key: str, n: Node) -> Protocol:
+    pr = Protocol(
+        id=key,
+        name=n.string("name"),
+        bandwidth_factor=n.number("bandwidth_factor", low=0.0, high=1.0, low_open=True),
+        base_latency_s=n.quantity("base_latency", "time", allow_zero=True),
+        hop_latency_nvlink_s=n.quantity("hop_latency_nvlink", "time", allow_zero=True),
+        hop_latency_net_s=n.quantity("hop_latency_net", "time", allow_zero=True),
+        thread_threshold_B=n.quantity("thread_threshold", "bytes"),
+        threads=n.integer("threads", minimum=1),
+        chunked=n.boolean("chunked"),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    n.done()
+    return pr
+
+
+def _read_library(n: Node) -> Library:
+    lib = Library(
+        max_channels=n.integer("max_channels", minimum=1),
+        nvls_channels=n.integer("nvls_channels", minimum=1),
+        nvls_latency_s=n.quantity("nvls_latency", "time", allow_zero=True),
+        nvls_net_latency_s=n.quantity("nvls_net_latency", "time", allow_zero=True),
+        nvls_max_chunk_B=n.quantity("nvls_max_chunk", "bytes"),
+        ring_simple_max_chunk_B=n.quantity("ring_simple_max_chunk", "bytes"),
+        chunk_overhead_s=n.quantity("chunk_overhead", "time", allow_zero=True),
+        sharp_latency_s=n.quantity("sharp_latency", "time", allow_zero=True),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    n.done()
+    return lib
+
+
 _SECTIONS = {
     "accelerators": _read_acc,
     "links": _read_link,
@@ -304,6 +374,7 @@ _SECTIONS = {
     "transceivers": _read_transceiver,
     "cables": _read_cable,
     "nodes": _read_node,
+    "protocols": _read_protocol,
 }
 
 
@@ -317,6 +388,8 @@ class Catalog:
     transceivers: dict[str, Transceiver] = field(default_factory=dict)
     cables: dict[str, Cable] = field(default_factory=dict)
     nodes: dict[str, NodeModel] = field(default_factory=dict)
+    protocols: dict[str, Protocol] = field(default_factory=dict)
+    library: Library | None = None
     files: dict[tuple[str, str], str] = field(default_factory=dict)  # (section, id) -> file
 
     def get(self, section: str, key: str, *, file: str | None = None, field: str | None = None):
@@ -324,7 +397,9 @@ class Catalog:
         table = getattr(self, section)
         if key not in table:
             known = ", ".join(sorted(table)) or "none"
-            raise ConfigError(f"unknown {section[:-1]} {key!r} (catalog has: {known})",
+            noun = {"switches": "switch", "accelerators": "accelerator"}.get(section,
+                                                                          section[:-1])
+            raise ConfigError(f"unknown {noun} {key!r} (catalog has: {known})",
                               file=file, field=field)
         return table[key]
 
@@ -333,9 +408,13 @@ class Catalog:
         for path in sorted(Path(directory).glob("*.yaml")):
             doc = load_yaml(path)
             for section in doc.keys():
+                if section == "library":
+                    self.library = _read_library(doc.sub("library"))
+                    self.files[("library", "")] = str(path)
+                    continue
                 if section not in _SECTIONS:
                     raise doc.error(section, f"unknown catalog section; expected one of "
-                                    f"{', '.join(_SECTIONS)}")
+                                    f"{', '.join(_SECTIONS)}, library")
                 reader = _SECTIONS[section]
                 for key, entry in doc.sub(section).items():
                     getattr(self, section)[key] = reader(key, entry)
@@ -364,11 +443,10 @@ class Catalog:
             if nm.scale_up_switch:
                 self.get("switches", nm.scale_up_switch, file=f,
                          field=f"nodes.{nm.id}.scale_up.switch")
-            for k in ("nic_link", "host_link"):
-                v = getattr(nm, k)
+            for attr, key in (("nic_link", "link"), ("host_link", "host_link")):
+                v = getattr(nm, attr)
                 if v:
-                    self.get("links", v, file=f, field=f"nodes.{nm.id}.nic.{k.split('_')[0]}"
-                             if k == "nic_link" else f"nodes.{nm.id}.nic.host_link")
+                    self.get("links", v, file=f, field=f"nodes.{nm.id}.nic.{key}")
 
 
 @lru_cache(maxsize=16)

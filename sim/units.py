@@ -145,7 +145,11 @@ def parse(value: object, kind: str, *, field: str | None = None, file: str | Non
     if got_kind != kind:
         raise ConfigError(f"{value!r} is a {got_kind}, expected a {kind} such as "
                           f"{_EXAMPLE[kind]!r}", file=file, field=field)
-    out = float(F(number) * factor)
+    try:
+        out = float(F(number) * factor)
+    except OverflowError:
+        raise ConfigError(f"{value!r} is too large to represent", file=file,
+                          field=field) from None
     if not math.isfinite(out):
         raise ConfigError(f"{value!r} is not finite", file=file, field=field)
     if out < 0 and not allow_negative:

@@ -200,9 +200,10 @@ def _coords(dims: Sequence[int]):
     return product(*(range(d) for d in dims))
 
 
-def _single(nm_id: str, catalog: Catalog | None, count: int, name: str | None, **kw) -> Fabric:
+def _single(nm_id: str, catalog: Catalog | None, count: int, name: str | None,
+            file: str | None = None, **kw) -> Fabric:
     cat = catalog or load_catalog()
-    nm = cat.get("nodes", nm_id)
+    nm = cat.get("nodes", nm_id, file=file, field="params.node")
     b = FabricBuilder(cat, name or f"{count} x {nm.name}")
     for s in range(count):
         add_domain(b, nm, f"s{s}", **kw)
@@ -270,9 +271,9 @@ def twisted_torus(dims: Sequence[int], *, accelerator: str = "TPUv4",
 
 
 def scale_up_cluster(node: str, count: int, *, catalog: Catalog | None = None,
-                     name: str | None = None) -> Fabric:
+                     name: str | None = None, file: str | None = None) -> Fabric:
     """``count`` scale-up domains of catalog node ``node`` without a scale-out network."""
-    return _single(node, catalog, count, name)
+    return _single(node, catalog, count, name, file)
 
 
 # --------------------------------------------------------------------- scale-out
@@ -310,11 +311,11 @@ def _ports_at(sw: Switch, speed: float, b: FabricBuilder, field: str) -> int:
     return sw.radix * k
 
 
-def _split(radix: int, over: float, down: int | None, b: FabricBuilder, field: str
-           ) -> tuple[int, int]:
+def _split(radix: int, over: float, down: int | None, b: FabricBuilder, field: str,
+           over_field: str) -> tuple[int, int]:
     """(down, up) ports per switch for an oversubscription ratio."""
     if over < 1:
-        raise b.error(field + ".oversubscription", f"must be >= 1 (down:up), got {over:g}")
+        raise b.error(over_field, f"must be >= 1 (down:up), got {over:g}")
     if down is None:
         up = int(radix // (1 + over))
         down = int(math.floor(up * over + 1e-9))
@@ -331,8 +332,8 @@ def _split(radix: int, over: float, down: int | None, b: FabricBuilder, field: s
 def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequence[Tier],
          link: str, leaf_key: Callable[[int, int], tuple], pod_leaves: int | None = None,
          pod_key: Callable[[tuple], tuple] | None = None, planes: int = 1,
-         routing: str | None = None, file: str | None = None, meta: dict | None = None
-         ) -> Fabric:
+         routing: str | None = None, file: str | None = None, meta: dict | None = None,
+         tier_fields: Sequence[str] | None = None) -> Fabric:
     """Generic up/down Clos over ``servers`` scale-up domains of catalog node ``node``.
 
     Parameters
@@ -358,8 +359,14 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
         NIC ports per NIC; port p goes to plane p, and planes are separate networks.
     routing : str, optional
         Default routing; else ``adaptive`` if the leaf switch supports it, else ``ecmp``.
+    tier_fields : sequence of str, optional
+        Spec field of each tier's switch, for error messages (default ``params.tiers[i]``).
     """
     cat = catalog
+    tf = list(tier_fields or [f"params.tiers[{i}]" for i in range(len(tiers))])
+    sw_field = [f if not f.startswith("params.tiers[") else f + ".switch" for f in tf]
+    ov_field = [f + ".oversubscription" if f.startswith("params.tiers[") else
+                "params.oversubscription" for f in tf]
     b = FabricBuilder(cat, name, file)
     nm = cat.get("nodes", node, file=file, field="params.node")
     ln = cat.get("links", link, file=file, field="params.link")
@@ -372,13 +379,13 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
     if not tiers:
         raise b.error("params.tiers", "at least one switch tier is needed")
     nic_speed = ln.bandwidth_Bps
-    sws = [cat.get("switches", t.switch, file=file, field=f"params.tiers[{i}].switch")
+    sws = [cat.get("switches", t.switch, file=file, field=sw_field[i])
            for i, t in enumerate(tiers)]
     for i, sw in enumerate(sws):
         if sw.kind != "packet":
-            raise b.error(f"params.tiers[{i}].switch", f"{sw.id} is a {sw.kind} switch, not a "
+            raise b.error(sw_field[i], f"{sw.id} is a {sw.kind} switch, not a "
                           "packet switch")
-    radix = [_ports_at(sw, nic_speed, b, f"params.tiers[{i}].switch") for i, sw in enumerate(sws)]
+    radix = [_ports_at(sw, nic_speed, b, sw_field[i]) for i, sw in enumerate(sws)]
 
     # --- endpoints
     nic_ports: dict[tuple, list[str]] = {}
@@ -392,7 +399,7 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
     last = n_tiers == 1
     d1, u1 = ((radix[0], 0) if last else
               _split(radix[0], tiers[0].oversubscription, tiers[0].down_ports, b,
-                     "params.tiers[0]"))
+                     tf[0], ov_field[0]))
     leaves: list[tuple[str, tuple, int]] = []  # (name, key, n_down)
     for key in sorted(nic_ports):
         ports = nic_ports[key]
@@ -412,7 +419,7 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
         d2, u2 = radix[1], 0
     else:
         d2, u2 = _split(radix[1], tiers[1].oversubscription, tiers[1].down_ports, b,
-                        "params.tiers[1]")
+                        tf[1], ov_field[1])
     groups: dict[tuple, list] = {}
     for lf in leaves:
         pk = (lf[1][0],) + (pod_key(lf[1][1:]) if pod_key else ())
@@ -533,7 +540,7 @@ def leaf_spine(*, node: str, servers: int, leaf: str, spine: str, link: str,
                 tiers=[Tier(leaf, oversubscription, down, reach),
                        Tier(spine, 1.0, None, "row")],
                 link=link, leaf_key=lambda s, k: (s // per,) if servers_per_leaf else (0,),
-                routing=routing, file=file,
+                routing=routing, file=file, tier_fields=["params.leaf", "params.spine"],
                 meta={"builder": "leaf_spine", "oversubscription": [oversubscription]})
 
 
@@ -595,6 +602,7 @@ def rail_optimized(*, node: str, servers: int, leaf: str, spine: str, link: str,
                 servers=servers, tiers=tiers, link=link,
                 leaf_key=lambda s, k: (s // servers_per_unit, k), pod_leaves=pod_leaves,
                 routing=routing, file=file,
+                tier_fields=["params.leaf", "params.spine", "params.core"][:len(tiers)],
                 meta={"builder": "rail_optimized", "oversubscription": [oversubscription]})
 
 
@@ -609,6 +617,8 @@ def rail_only(*, node: str, servers: int, leaf: str, link: str, spine: str | Non
     lsw = cat.get("switches", leaf, file=file, field="params.leaf")
     b = FabricBuilder(cat, "probe", file)
     ports = _ports_at(lsw, ln.bandwidth_Bps, b, "params.leaf")
+    if spine is not None:
+        cat.get("switches", spine, file=file, field="params.spine")
     if servers <= ports:
         tiers = [Tier(leaf, 1.0, None, "row")]
     else:
@@ -618,7 +628,8 @@ def rail_only(*, node: str, servers: int, leaf: str, link: str, spine: str | Non
         tiers = [Tier(leaf, 1.0, None, "row"), Tier(spine, 1.0, None, "row")]
     return clos(cat, name=name or f"rail-only {servers} x {node}", node=node, servers=servers,
                 tiers=tiers, link=link, leaf_key=lambda s, k: (k,), pod_key=lambda key: key,
-                routing=routing, file=file, meta={"builder": "rail_only"})
+                routing=routing, file=file, meta={"builder": "rail_only"},
+                tier_fields=["params.leaf", "params.spine"][:len(tiers)])
 
 
 def multi_plane(*, node: str, servers: int, leaf: str, spine: str, link: str, planes: int = 2,
@@ -636,4 +647,5 @@ def multi_plane(*, node: str, servers: int, leaf: str, spine: str, link: str, pl
                 tiers=[Tier(leaf, oversubscription, down, "rack" if servers_per_leaf else "row"),
                        Tier(spine, 1.0, None, "row")],
                 link=link, leaf_key=lambda s, k: (s // per,), planes=planes, routing=routing,
-                file=file, meta={"builder": "multi_plane", "planes": planes})
+                file=file, meta={"builder": "multi_plane", "planes": planes},
+                tier_fields=["params.leaf", "params.spine"])

@@ -235,12 +235,13 @@ def ocs_pod(*, cubes: int = 64, node: str = "TPUv4-cube", ocs: str = "Palomar-OC
     f.ocs = OCSPod(f, cd, cube_chips, units, rt)
     f.meta.update({"builder": "ocs_pod", "cubes": cubes})
     for i, s in enumerate(slices or []):
-        if isinstance(s, dict):
-            f.ocs.allocate(s["shape"], twisted=bool(s.get("twisted", False)), name=s.get("name"))
-        else:
-            try:
+        try:
+            if isinstance(s, dict):
+                f.ocs.allocate(s["shape"], twisted=s.get("twisted", False) is True,
+                               name=s.get("name"))
+            else:
                 f.ocs.allocate(s)
-            except InfeasibleError as e:
-                raise TopologyError(str(e), file=file, field=f"params.slices[{i}]") from None
+        except InfeasibleError as e:
+            raise TopologyError(str(e), file=file, field=f"params.slices[{i}]") from None
     f.routing = "ecmp"
     return f

@@ -92,12 +92,23 @@ def _ocs_pod(p: Node, *, catalog, name, file, routing=None) -> Fabric:
         raise p.error("slices", f"expected a list of shapes like [16, 16, 16], got {slices!r}")
     rt = p.quantity("reconfigure_time", "time", None) if "reconfigure_time" in p else None
     p._used.add("reconfigure_time")
+    clean = []
     for i, s in enumerate(slices):
-        shape = s.get("shape") if isinstance(s, dict) else s
+        if isinstance(s, dict):
+            n = Node(s, p.file, f"{p.field('slices')}[{i}]")
+            shape = n.raw("shape")
+            item = {"shape": shape, "twisted": n.boolean("twisted", False),
+                    "name": n.string("name", None)}
+            n.done()
+        else:
+            shape, item = s, {"shape": s}
         if not (isinstance(shape, list) and len(shape) == 3
-                and all(isinstance(x, int) and x > 0 for x in shape)):
+                and all(isinstance(x, int) and not isinstance(x, bool) and x > 0
+                        for x in shape)):
             raise p.error(f"slices[{i}]", f"expected a shape [x, y, z] of positive whole "
                           f"numbers, got {s!r}")
+        clean.append(item)
+    slices = clean
     try:
         return ocs_pod(cubes=p.integer("cubes", 64, minimum=1),
                        node=p.string("node", "TPUv4-cube"), ocs=p.string("ocs", "Palomar-OCS"),
@@ -122,7 +133,7 @@ def _twisted(p: Node, **kw) -> Fabric:
 
 def _scale_up(p: Node, *, catalog, name, file, routing=None) -> Fabric:
     return B.scale_up_cluster(p.string("node"), p.integer("count", 1, minimum=1),
-                              catalog=catalog, name=name)
+                              catalog=catalog, name=name, file=file)
 
 
 BUILDERS = {
@@ -161,6 +172,10 @@ def load_topology(path: str | Path, overrides: list[str] | None = None) -> Fabri
     doc = load_yaml(path)
     file = doc.file
     apply_overrides(doc.data, overrides, file=file)
+    known = ("name", "description", "builder", "routing", "catalog", "params")
+    for key in doc.keys():
+        if key not in known:
+            raise doc.error(key, f"unknown field {key!r} (known here: {', '.join(known)})")
     name = doc.string("name", Path(path).stem)
     doc.string("description", "")
     builder = doc.string("builder", choices=tuple(BUILDERS))

@@ -1,0 +1,468 @@
+"""Collective algorithms: (op, ranks, bytes) -> phases of flows on a fabric.
+
+An algorithm produces :class:`PhaseSpec` objects: the flows of one phase (source and
+destination rank, bytes per byte of the collective's size ``n``), how many sequential
+*steps* the phase folds (each step pays a latency), and optionally direct per-link loads
+for in-network reductions (a switch that reduces or multicasts is not a unicast flow).
+Identical repeated steps are folded: the 2(p-1) steps of a ring all-reduce are one phase
+whose flows carry 2(p-1)/p n bytes each, so a 16,384-rank ring costs O(p) work.
+
+Sizes follow nccl-tests: ``n`` is the per-rank buffer of all-reduce, reduce-scatter input,
+all-gather output, all-to-all send buffer, broadcast/reduce buffer, send/recv message.
+
+Algorithms and the ops they implement:
+
+* ``ring`` (all ops but all-to-all): on several scale-up domains, one ring per NIC rail
+  (NCCL channels): each ring crosses every domain through the NVLink/ICI fabric and leaves
+  it through the NIC of its rail; the GPU that ends the in-domain segment hands its data to
+  that NIC's GPU over the scale-up fabric (PXN), so inter-domain traffic stays rail-aligned.
+* ``tree`` (all-reduce, broadcast, reduce): NCCL's double binary tree over domains, with a
+  chain inside each domain; pipelined, so its bandwidth term is 2n (all-reduce) per link.
+* ``halving_doubling`` (all-reduce, reduce-scatter, all-gather; p a power of two):
+  Rabenseifner: log2 p exchange steps with partners at distance p/2, p/4, ...
+* ``direct`` (all-to-all, also uneven; send/recv): every pair at once.
+* ``hierarchical`` (all-reduce): reduce-scatter inside each domain, all-reduce of each
+  shard across domains on its rail, all-gather inside each domain.
+* ``torus`` (all-reduce, reduce-scatter, all-gather): bidirectional rings along each
+  dimension in turn (TPU ICI).
+* ``nvls`` (all-reduce, one NVSwitch domain with in-network reduction): NVLink SHARP:
+  the switch reduces (multimem.ld_reduce) and multicasts (multimem.st).
+* ``sharp`` (all-reduce across domains on InfiniBand switches with SHARP): reduce-scatter
+  in the domain, switch-tree reduction of each shard on its rail (every tree link carries
+  the shard once), all-gather in the domain.
+
+Main assumption: ranks of one scale-up domain are consecutive in NCCL's ring order, and a
+rank's rail is the index of its NIC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InfeasibleError
+from ..fabric.fabric import Fabric
+
+__all__ = ["OPS", "ALGORITHMS", "PhaseSpec", "phases", "applicable", "bus_factor"]
+
+OPS = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "broadcast", "reduce",
+       "send_recv")
+
+ALGORITHMS = ("ring", "tree", "halving_doubling", "direct", "hierarchical", "torus", "nvls",
+              "sharp")
+
+
+def bus_factor(op: str, p: int) -> float:
+    """nccl-tests' busbw / algbw factor (so busbw is comparable to link bandwidth)."""
+    if op == "all_reduce":
+        return 2 * (p - 1) / p
+    if op in ("reduce_scatter", "all_gather", "all_to_all"):
+        return (p - 1) / p
+    return 1.0
+
+
+@dataclass
+class PhaseSpec:
+    """One phase of a collective.
+
+    Attributes
+    ----------
+    name : str
+    src, dst : ndarray of int
+        Accelerator names' indices (into the rank list) of each flow.
+    unit : ndarray of float
+        Bytes of each flow per byte of the collective size n (or absolute bytes when the
+        plan is absolute, as for uneven all-to-all).
+    hop : ndarray of int
+        Flows with the same hop id are consecutive legs of one logical hop (PXN relay);
+        the phase's per-step latency is the largest summed latency of a hop.
+    steps : int
+        Sequential steps folded into the phase (each pays the per-step latency).
+    direct_links : list of (str, str, float)
+        In-network loads: (u, v, bytes per byte of n) on graph edges.
+    inter : bool
+        Whether the phase crosses scale-up domains (decides the per-step overhead).
+    """
+
+    name: str
+    src: np.ndarray
+    dst: np.ndarray
+    unit: np.ndarray
+    hop: np.ndarray
+    steps: int
+    direct_links: list = field(default_factory=list)
+    inter: bool = False
+
+
+def _spec(name, pairs, steps, *, inter=False, direct=None) -> PhaseSpec:
+    """pairs: list of (src, dst, unit, hop)."""
+    if pairs:
+        a = np.array(pairs, dtype=np.float64)
+        src, dst, unit, hop = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2], \
+            a[:, 3].astype(np.int64)
+    else:
+        src = dst = hop = np.zeros(0, np.int64)
+        unit = np.zeros(0)
+    return PhaseSpec(name, src, dst, unit, hop, steps, direct or [], inter)
+
+
+# ------------------------------------------------------------------ structure helpers
+def _groups(f: Fabric, ranks: list[str]) -> list[list[int]]:
+    """Rank indices grouped by scale-up domain, in order of first appearance."""
+    order: dict[int, list[int]] = {}
+    for i, r in enumerate(ranks):
+        order.setdefault(f.domain_of[r], []).append(i)
+    return list(order.values())
+
+
+def _rail(f: Fabric, r: str) -> int:
+    nics = f.nics_of.get(r)
+    if not nics:
+        return f.local_index[r]
+    return int(f.graph.nodes[nics[0]].get("rail", 0))
+
+
+def _channels(f: Fabric, ranks: list[str], groups: list[list[int]]) -> int:
+    if len(groups) == 1:
+        return 1
+    return max(1, min(len({_rail(f, ranks[i]) for i in g}) for g in groups))
+
+
+def _rotated(f: Fabric, ranks: list[str], g: list[int], c: int, channels: int) -> list[int]:
+    """Domain members ordered for channel c: starting at the member on rail c."""
+    if channels == 1:
+        return g
+    rails = [_rail(f, ranks[i]) for i in g]
+    want = sorted(set(rails))[c % len(set(rails))]
+    k = rails.index(want)
+    return g[k:] + g[:k]
+
+
+def _ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[list, bool]:
+    """Flows of one step of a (multi-channel) ring, each carrying ``unit`` per channel
+    share; returns (pairs, crosses_domains)."""
+    groups = _groups(f, ranks)
+    p = len(ranks)
+    if len(groups) == 1:
+        return [(i, (i + 1) % p, unit, i) for i in range(p)], False
+    ch = _channels(f, ranks, groups)
+    pairs = []
+    hop = 0
+    share = unit / ch
+    for c in range(ch):
+        orders = [_rotated(f, ranks, g, c, ch) for g in groups]
+        for k, od in enumerate(orders):
+            for a, b in zip(od, od[1:], strict=False):
+                pairs.append((a, b, share, hop))
+                hop += 1
+            nxt = orders[(k + 1) % len(orders)]
+            last, first, entry = od[-1], od[0], nxt[0]
+            if last != first:  # PXN: hand the data to the rail's GPU over the scale-up fabric
+                pairs.append((last, first, share, hop))
+            pairs.append((first, entry, share, hop))
+            hop += 1
+    return pairs, True
+
+
+def _tree_edges(m: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+    """NCCL double binary tree over m nodes: (parent, child) edges of two trees, depth."""
+    def btree(order):
+        edges = []
+        for i in range(len(order)):
+            for c in (2 * i + 1, 2 * i + 2):
+                if c < len(order):
+                    edges.append((order[i], order[c]))
+        return edges
+
+    t1 = btree(list(range(m)))
+    # second tree: the mirror (shifted by one), so leaves of one are interior in the other
+    t2 = btree([(i + 1) % m for i in range(m)]) if m > 1 else []
+    depth = max(1, int(np.ceil(np.log2(m + 1))))
+    return t1, t2, depth
+
+
+# ------------------------------------------------------------------ algorithms
+def _ring(f, ranks, op):
+    p = len(ranks)
+    if op == "all_reduce":
+        pairs, inter = _ring_pairs(f, ranks, 2 * (p - 1) / p)
+        return [_spec("ring all-reduce", pairs, 2 * (p - 1), inter=inter)]
+    if op in ("reduce_scatter", "all_gather"):
+        pairs, inter = _ring_pairs(f, ranks, (p - 1) / p)
+        return [_spec(f"ring {op.replace('_', '-')}", pairs, p - 1, inter=inter)]
+    if op in ("broadcast", "reduce"):
+        # pipelined chain from (to) rank 0: every ring hop except the one into the root
+        pairs, inter = _ring_pairs(f, ranks, 1.0)
+        into_root = {h for _, d, _, h in pairs if d == 0}
+        pairs = [x for x in pairs if x[3] not in into_root]
+        if op == "reduce":
+            pairs = [(d, s_, u, h) for s_, d, u, h in pairs]
+        return [_spec(f"ring {op}", pairs, p - 1, inter=inter)]
+    if op == "send_recv":
+        pairs, inter = _ring_pairs(f, ranks, 1.0)
+        return [_spec("ring send/recv", pairs, 1, inter=inter)]
+    return None
+
+
+def _tree(f, ranks, op):
+    if op not in ("all_reduce", "broadcast", "reduce"):
+        return None
+    groups = _groups(f, ranks)
+    m = len(groups)
+    ch = _channels(f, ranks, groups)
+    pairs = []
+    hop = 0
+    mult = 2.0 if op == "all_reduce" else 1.0  # up and down
+    for c in range(ch):
+        orders = [_rotated(f, ranks, g, c, ch) for g in groups]
+        share = 1.0 / ch
+        # chain inside each domain: up towards the leader orders[k][0], and back down
+        for od in orders:
+            for a, b in zip(od, od[1:], strict=False):
+                if op != "broadcast":
+                    pairs.append((b, a, share, hop))
+                if op != "reduce":
+                    pairs.append((a, b, share, hop))
+                hop += 1
+        if m > 1:
+            t1, t2, _ = _tree_edges(m)
+            for tree in (t1, t2):
+                for par, chi in tree:
+                    a, b = orders[par][0], orders[chi][0]
+                    half = share / 2
+                    if op != "broadcast":
+                        pairs.append((b, a, half, hop))
+                    if op != "reduce":
+                        pairs.append((a, b, half, hop))
+                    hop += 1
+    _, _, depth = _tree_edges(m)
+    intra = max(len(g) for g in groups) - 1
+    steps = int(mult * ((depth if m > 1 else 0) + intra))
+    return [_spec(f"tree {op.replace('_', '-')}", pairs, max(1, steps), inter=m > 1)]
+
+
+def _halving_doubling(f, ranks, op):
+    p = len(ranks)
+    if op not in ("all_reduce", "reduce_scatter", "all_gather") or p & (p - 1) or p < 2:
+        return None
+    k = p.bit_length() - 1
+    inter = len(_groups(f, ranks)) > 1
+    rs = []
+    for s in range(k):
+        dist = p >> (s + 1)
+        unit = 1.0 / (2 ** (s + 1))
+        pairs = [(i, i ^ dist, unit, i) for i in range(p)]
+        rs.append(_spec(f"halving step {s + 1}", pairs, 1, inter=inter))
+    ag = [_spec(f"doubling step {s + 1}", list(ph_pairs(ph)), 1, inter=inter)
+          for s, ph in enumerate(reversed(rs))]
+    if op == "reduce_scatter":
+        return rs
+    if op == "all_gather":
+        return ag
+    return rs + ag
+
+
+def ph_pairs(ph: PhaseSpec):
+    return zip(ph.src, ph.dst, ph.unit, ph.hop, strict=True)
+
+
+def _direct(f, ranks, op, matrix=None):
+    p = len(ranks)
+    inter = len(_groups(f, ranks)) > 1
+    if op == "all_to_all":
+        if matrix is not None:
+            pairs = [(i, j, float(matrix[i, j]), i * p + j) for i in range(p) for j in range(p)
+                     if i != j and matrix[i, j] > 0]
+        else:
+            pairs = [(i, j, 1.0 / p, i * p + j) for i in range(p) for j in range(p) if i != j]
+        return [_spec("direct all-to-all", pairs, 1, inter=inter)]
+    if op == "send_recv":
+        return [_spec("send/recv", [(i, (i + 1) % p, 1.0, i) for i in range(p)], 1,
+                      inter=inter)]
+    return None
+
+
+def _hierarchical(f, ranks, op):
+    if op != "all_reduce":
+        return None
+    groups = _groups(f, ranks)
+    if len(groups) < 2:
+        return None
+    q = len(groups[0])
+    if any(len(g) != q for g in groups):
+        return None
+    phases = []
+    intra_rs, intra_ag = [], []
+    for g in groups:
+        for i, a in enumerate(g):
+            b = g[(i + 1) % q]
+            if a != b:
+                intra_rs.append((a, b, (q - 1) / q, a))
+    phases.append(_spec("intra reduce-scatter", intra_rs, q - 1))
+    inter_pairs = []
+    m = len(groups)
+    for j in range(q):  # shard j of every domain, on rail j
+        for k in range(m):
+            a, b = groups[k][j], groups[(k + 1) % m][j]
+            inter_pairs.append((a, b, 2 * (m - 1) / m / q, a))
+    phases.append(_spec("inter all-reduce (per rail)", inter_pairs, 2 * (m - 1), inter=True))
+    for g in groups:
+        for i, a in enumerate(g):
+            b = g[(i + 1) % q]
+            if a != b:
+                intra_ag.append((a, b, (q - 1) / q, a))
+    phases.append(_spec("intra all-gather", intra_ag, q - 1))
+    return phases
+
+
+def _torus(f, ranks, op):
+    if op not in ("all_reduce", "reduce_scatter", "all_gather"):
+        return None
+    doms = {f.domain_of[r] for r in ranks}
+    if len(doms) != 1:
+        return None
+    d = doms.pop()
+    t = f.torus.get(d)
+    if t is None or len(ranks) != len(f.domains[d]):
+        return None
+    idx = {r: i for i, r in enumerate(ranks)}
+    frac = 1.0
+    rs = []
+    for dim, k in enumerate(t.dims):
+        if k == 1:
+            continue
+        pairs = []
+        unit = frac * (k - 1) / k / 2  # half each way around the bidirectional ring
+        for r in ranks:
+            c = t.coords[r]
+            for step in (1, -1):
+                nb = t.grid[t.neighbor(c, dim, step)]
+                if nb != r:
+                    pairs.append((idx[r], idx[nb], unit * (1 if k > 2 else 2), idx[r]))
+        rs.append(_spec(f"torus dim {dim} reduce-scatter", pairs, k - 1))
+        frac /= k
+    ag = [_spec(ph.name.replace("reduce-scatter", "all-gather"), list(ph_pairs(ph)), ph.steps)
+          for ph in reversed(rs)]
+    if op == "reduce_scatter":
+        return rs
+    if op == "all_gather":
+        return ag
+    return rs + ag
+
+
+def _nvls(f, ranks, op):
+    if op != "all_reduce":
+        return None
+    doms = {f.domain_of[r] for r in ranks}
+    if len(doms) != 1:
+        return None
+    d = next(iter(doms))
+    sw = f.domain_switch.get(d)
+    if sw is None or f.catalog.switches[f.graph.nodes[sw]["model"]].in_network_reduction != \
+            "nvls":
+        return None
+    p = len(ranks)
+    # ld_reduce: the switch reads shard i from every GPU (n/p each) and returns the sum to
+    # GPU i (n/p); st: GPU i pushes its n/p, the switch multicasts it to all p GPUs.
+    direct = []
+    for r in ranks:
+        direct.append((r, sw, 1.0 + 1.0 / p))
+        direct.append((sw, r, 1.0 / p + 1.0))
+    return [_spec("NVLS all-reduce", [], 2, direct=direct)]
+
+
+def _sharp(f, ranks, op):
+    if op != "all_reduce":
+        return None
+    groups = _groups(f, ranks)
+    if len(groups) < 2:
+        return None
+    q = len(groups[0])
+    if any(len(g) != q for g in groups):
+        return None
+    router = f.router
+    for g in groups:
+        for i in g:
+            for nic in f.nics_of.get(ranks[i], []):
+                ups = router.up(nic)
+                if not ups or any(f.catalog.switches[f.graph.nodes[s]["model"]]
+                                  .in_network_reduction != "sharp" for s in ups):
+                    return None
+    phases = []
+    if q > 1:
+        rs = [(a, g[(i + 1) % q], (q - 1) / q, a) for g in groups for i, a in enumerate(g)]
+        phases.append(_spec("intra reduce-scatter", rs, q - 1))
+    # each rail's shard (n/q) climbs a reduction tree and comes back: every link of the
+    # tree carries it once per direction
+    direct = {}
+    for j in range(q):
+        root = ranks[groups[0][j]]
+        for k in range(1, len(groups)):
+            r = router.route(ranks[groups[k][j]], root, "ecmp", 0)
+            if r.nodes is None:
+                return None
+            nodes = r.nodes
+            for u, v in zip(nodes, nodes[1:], strict=False):
+                direct[(u, v)] = 1.0 / q
+                direct[(v, u)] = 1.0 / q
+    depth = 2 * max(1, len({f.graph.nodes[n].get("tier", 0) for n in f.graph.nodes
+                             if f.graph.nodes[n].get("kind") == "switch"}))
+    phases.append(_spec("SHARP all-reduce (per rail)", [], depth, inter=True,
+                        direct=[(u, v, b) for (u, v), b in direct.items()]))
+    if q > 1:
+        ag = [(a, g[(i + 1) % q], (q - 1) / q, a) for g in groups for i, a in enumerate(g)]
+        phases.append(_spec("intra all-gather", ag, q - 1))
+    return phases
+
+
+_BUILDERS = {
+    "ring": _ring,
+    "tree": _tree,
+    "halving_doubling": _halving_doubling,
+    "direct": _direct,
+    "hierarchical": _hierarchical,
+    "torus": _torus,
+    "nvls": _nvls,
+    "sharp": _sharp,
+}
+
+
+def phases(f: Fabric, op: str, ranks: list[str], algorithm: str, *, matrix=None
+           ) -> list[PhaseSpec]:
+    """The phases of ``op`` over ``ranks`` by ``algorithm``.
+
+    Raises
+    ------
+    InfeasibleError
+        If the algorithm does not implement the op or does not apply to these ranks.
+    """
+    if op not in OPS:
+        raise InfeasibleError(f"unknown collective {op!r}; expected one of {', '.join(OPS)}")
+    if algorithm not in _BUILDERS:
+        raise InfeasibleError(f"unknown algorithm {algorithm!r}; expected one of "
+                              f"{', '.join(ALGORITHMS)} or auto")
+    if len(ranks) < 2:
+        raise InfeasibleError(f"a collective needs at least 2 ranks, got {len(ranks)}")
+    if op == "all_to_all" and algorithm == "direct":
+        out = _direct(f, ranks, op, matrix)
+    else:
+        if matrix is not None:
+            raise InfeasibleError("an uneven byte matrix applies to all_to_all only")
+        out = _BUILDERS[algorithm](f, ranks, op)
+    if out is None:
+        raise InfeasibleError(f"algorithm {algorithm} does not implement {op} on these "
+                              f"{len(ranks)} ranks")
+    return out
+
+
+def applicable(f: Fabric, op: str, ranks: list[str]) -> list[str]:
+    """Algorithms that can run ``op`` on ``ranks`` (cheap structural checks)."""
+    out = []
+    for a in ALGORITHMS:
+        try:
+            phases(f, op, ranks, a)
+        except InfeasibleError:
+            continue
+        out.append(a)
+    return out

@@ -1,0 +1,258 @@
+"""Network models: how long transfers take on a fabric, on SimPy time.
+
+A :class:`Transfer` is what the network moves: bytes per link (a collective phase, a
+coflow, or a single flow's path) plus a fixed latency (software start-up, per-step and
+path latencies). Two models share one interface, :meth:`NetworkModel.transfer`, which
+returns a SimPy event that fires when the data has arrived:
+
+* :class:`AnalyticalNetwork`: no contention between transfers. A transfer takes
+  ``latency + max_l bytes_l / capacity_l`` whatever else is in flight.
+* :class:`FlowNetwork`: concurrent transfers share link capacity max-min fairly. After a
+  transfer's latency has elapsed it joins the fluid phase; rates are recomputed by the
+  ``@njit`` progressive-filling kernel at every arrival and completion. A transfer's rate is
+  measured on its most loaded link, so alone it takes exactly the analytical time.
+
+Capacities are effective: line rate times the link technology's protocol efficiency.
+Both models record rate segments, from which :meth:`NetworkModel.link_bytes` gives the
+bytes each link carried in any time window (per-link utilization over time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from ..collectives.kernels import bottleneck_time, maxmin_rates
+from ..fabric.fabric import Fabric
+
+__all__ = ["Transfer", "NetworkModel", "AnalyticalNetwork", "FlowNetwork", "make_network",
+           "effective_capacity"]
+
+
+@dataclass
+class Transfer:
+    """Bytes per link to move, plus a fixed latency.
+
+    Attributes
+    ----------
+    links : ndarray of int64
+        Distinct link ids.
+    nbytes : ndarray of float64
+        Bytes carried by each of those links (per direction).
+    latency_s : float
+        Time not spent moving bytes at link rate: start-up, per-step overheads, path
+        latencies (s).
+    tag : str
+        Free label (job, collective kind) kept in the records.
+    """
+
+    links: np.ndarray
+    nbytes: np.ndarray
+    latency_s: float = 0.0
+    tag: str = ""
+
+    def __post_init__(self):
+        self.links = np.ascontiguousarray(self.links, dtype=np.int64)
+        self.nbytes = np.ascontiguousarray(self.nbytes, dtype=np.float64)
+        assert self.links.shape == self.nbytes.shape
+        assert self.latency_s >= 0.0
+
+
+def effective_capacity(fabric: Fabric) -> np.ndarray:
+    """Per-link capacity (bytes/s) times the protocol efficiency of its technology."""
+    c = fabric.compile()
+    eff = np.array([fabric.catalog.links[t].protocol_efficiency if t in fabric.catalog.links
+                    else 1.0 for t in c.tech_names])
+    return c.capacity_Bps * eff[c.tech]
+
+
+@dataclass
+class _Segment:
+    t0: float
+    t1: float
+    tid: int
+    rate: float  # bytes/s on the transfer's most loaded link
+
+
+@dataclass
+class _Active:
+    tid: int
+    links: np.ndarray
+    weights: np.ndarray  # bytes_l / max bytes
+    remaining: float  # bytes left on the most loaded link
+    event: simpy.Event
+    start: float
+    rate: float = 0.0
+    since: float = 0.0
+
+
+class NetworkModel:
+    """Common part of the network models: capacities, records, byte counters.
+
+    Parameters
+    ----------
+    env : simpy.Environment
+    fabric : Fabric
+    """
+
+    name = "base"
+
+    def __init__(self, env: simpy.Environment, fabric: Fabric):
+        self.env = env
+        self.fabric = fabric
+        self.capacity = effective_capacity(fabric)
+        self.n_links = len(self.capacity)
+        self.transfers: list[Transfer] = []
+        self.segments: list[_Segment] = []
+        self.done: dict[int, tuple[float, float]] = {}  # tid -> (start, end)
+
+    def time_alone(self, t: Transfer) -> float:
+        """Duration of ``t`` with the network to itself (s)."""
+        if len(t.links) == 0:
+            return t.latency_s
+        return t.latency_s + float(bottleneck_time(t.links, t.nbytes, self.capacity))
+
+    def transfer(self, t: Transfer) -> simpy.Event:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- counters
+    def link_bytes(self, t0: float = 0.0, t1: float | None = None) -> np.ndarray:
+        """Bytes each link carried between ``t0`` and ``t1`` (default: until now)."""
+        t1 = self.env.now if t1 is None else t1
+        out = np.zeros(self.n_links)
+        for s in self.segments:
+            a, b = max(s.t0, t0), min(s.t1, t1)
+            if b <= a or s.rate <= 0:
+                continue
+            tr = self.transfers[s.tid]
+            peak = tr.nbytes.max()
+            np.add.at(out, tr.links, tr.nbytes / peak * s.rate * (b - a))
+        return out
+
+    def link_utilization(self, t0: float = 0.0, t1: float | None = None) -> np.ndarray:
+        """Fraction of each link's effective capacity used between ``t0`` and ``t1``."""
+        t1 = self.env.now if t1 is None else t1
+        if t1 <= t0:
+            return np.zeros(self.n_links)
+        return self.link_bytes(t0, t1) / (self.capacity * (t1 - t0))
+
+
+class AnalyticalNetwork(NetworkModel):
+    """No contention between transfers: each takes its time alone."""
+
+    name = "analytical"
+
+    def transfer(self, t: Transfer) -> simpy.Event:
+        tid = len(self.transfers)
+        self.transfers.append(t)
+        env = self.env
+        start = env.now
+        dur = self.time_alone(t)
+        if len(t.links):
+            bw = dur - t.latency_s
+            peak = float(t.nbytes.max())
+            if bw > 0:
+                self.segments.append(_Segment(start + t.latency_s, start + dur, tid,
+                                              peak / bw))
+        self.done[tid] = (start, start + dur)
+        return env.timeout(dur, value=dur)
+
+
+class FlowNetwork(NetworkModel):
+    """Max-min fair sharing of link capacity among concurrent transfers."""
+
+    name = "flow"
+
+    def __init__(self, env: simpy.Environment, fabric: Fabric):
+        super().__init__(env, fabric)
+        self.active: dict[int, _Active] = {}
+        self._gen = 0
+        self.recomputes = 0
+
+    def transfer(self, t: Transfer) -> simpy.Event:
+        tid = len(self.transfers)
+        self.transfers.append(t)
+        ev = self.env.event()
+        start = self.env.now
+        if len(t.links) == 0 or float(t.nbytes.max()) <= 0.0:
+            self.done[tid] = (start, start + t.latency_s)
+            self.env.process(self._after(t.latency_s, ev, t.latency_s))
+            return ev
+        self.env.process(self._join(tid, t, ev, start))
+        return ev
+
+    def _after(self, delay, ev, value):
+        yield self.env.timeout(delay)
+        ev.succeed(value)
+
+    def _join(self, tid: int, t: Transfer, ev: simpy.Event, start: float):
+        if t.latency_s > 0:
+            yield self.env.timeout(t.latency_s)
+        peak = float(t.nbytes.max())
+        self._advance()
+        now = self.env.now
+        self.active[tid] = _Active(tid, t.links, t.nbytes / peak, peak, ev, start, 0.0, now)
+        self._reschedule()
+
+    def _advance(self) -> None:
+        """Move every active transfer forward to now at its current rate."""
+        now = self.env.now
+        for a in self.active.values():
+            dt = now - a.since
+            if dt > 0 and a.rate > 0:
+                a.remaining -= a.rate * dt
+                self.segments.append(_Segment(a.since, now, a.tid, a.rate))
+            a.since = now
+
+    def _reschedule(self) -> None:
+        """Recompute max-min rates and schedule the next completion."""
+        now = self.env.now
+        # complete what has (numerically) finished
+        finished = [a for a in self.active.values() if a.remaining <= 1e-9 * max(1.0, a.rate)]
+        for a in finished:
+            del self.active[a.tid]
+            self.done[a.tid] = (a.start, now)
+            a.event.succeed(now - a.start)
+        if not self.active:
+            return
+        acts = list(self.active.values())
+        indptr = np.zeros(len(acts) + 1, np.int64)
+        indptr[1:] = np.cumsum([len(a.links) for a in acts])
+        links = np.concatenate([a.links for a in acts])
+        weights = np.concatenate([a.weights for a in acts])
+        rates = maxmin_rates(indptr, links, weights, self.capacity, self.n_links)
+        self.recomputes += 1
+        nxt = np.inf
+        for a, r in zip(acts, rates, strict=True):
+            a.rate = float(r)
+            nxt = min(nxt, a.remaining / a.rate)
+        self._gen += 1
+        self.env.process(self._wake(self._gen, nxt))
+
+    def _wake(self, gen: int, delay: float):
+        yield self.env.timeout(max(delay, 0.0))
+        if gen != self._gen:
+            return  # superseded by a later arrival or completion
+        self._advance()
+        # snap tiny remainders left by floating point to zero
+        for a in self.active.values():
+            if a.remaining <= 1e-12 * a.weights.size + 1e-6:
+                a.remaining = 0.0
+        self._reschedule()
+
+
+_MODELS = {"analytical": AnalyticalNetwork, "flow": FlowNetwork}
+
+
+def make_network(kind: str, env: simpy.Environment, fabric: Fabric) -> NetworkModel:
+    """The network model called ``kind`` (``analytical`` or ``flow``)."""
+    try:
+        return _MODELS[kind](env, fabric)
+    except KeyError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown network model {kind!r}; expected one of "
+                          f"{', '.join(_MODELS)}", field="network") from None
+
