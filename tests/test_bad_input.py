@@ -147,9 +147,9 @@ def case_down_ports_exceed_radix(tmp_path):
 
 def case_spine_down_ports_exceed_radix(tmp_path):
     d = _small_fat_tree()
-    d["params"]["tiers"][1]["down_ports"] = 60  # 60 down + ceil(60/7) = 9 up > 64
+    d["params"]["tiers"][1]["down_ports"] = 560  # 560 down + ceil(560/7) = 80 up > 576
     p = _write(tmp_path, d)
-    return p, p, "params.tiers[1]", "radix 64 too small for 60 down + 9 up", d
+    return p, p, "params.tiers[1]", "radix 576 too small for 560 down + 80 up", d
 
 
 def case_port_speed_800g_on_400g_switch(tmp_path):

@@ -83,6 +83,12 @@ class PhaseSpec:
         In-network loads: (u, v, bytes per byte of n) on graph edges.
     inter : bool
         Whether the phase crosses scale-up domains (decides the per-step overhead).
+    pipelined : bool
+        A chunk crosses the phase's hops one after another (ring, tree): its latency mixes
+        intra- and inter-domain hop latencies in proportion ``inter_frac``. Otherwise
+        (exchange steps, all-to-all) each step waits for its slowest pair.
+    inter_frac : float, optional
+        Share of a pipelined chunk's hops that cross domains (default: share of flows).
     """
 
     name: str
@@ -93,9 +99,12 @@ class PhaseSpec:
     steps: int
     direct_links: list = field(default_factory=list)
     inter: bool = False
+    pipelined: bool = True
+    inter_frac: float | None = None
 
 
-def _spec(name, pairs, steps, *, inter=False, direct=None) -> PhaseSpec:
+def _spec(name, pairs, steps, *, inter=False, direct=None, pipelined=True,
+          inter_frac=None) -> PhaseSpec:
     """pairs: list of (src, dst, unit, hop)."""
     if pairs:
         a = np.array(pairs, dtype=np.float64)
@@ -104,7 +113,8 @@ def _spec(name, pairs, steps, *, inter=False, direct=None) -> PhaseSpec:
     else:
         src = dst = hop = np.zeros(0, np.int64)
         unit = np.zeros(0)
-    return PhaseSpec(name, src, dst, unit, hop, steps, direct or [], inter)
+    return PhaseSpec(name, src, dst, unit, hop, steps, direct or [], inter, pipelined,
+                     inter_frac)
 
 
 # ------------------------------------------------------------------ structure helpers
@@ -129,14 +139,19 @@ def _channels(f: Fabric, ranks: list[str], groups: list[list[int]]) -> int:
     return max(1, min(len({_rail(f, ranks[i]) for i in g}) for g in groups))
 
 
-def _rotated(f: Fabric, ranks: list[str], g: list[int], c: int, channels: int) -> list[int]:
-    """Domain members ordered for channel c: starting at the member on rail c."""
+def _rotations(f: Fabric, ranks: list[str], groups: list[list[int]], channels: int
+               ) -> list[list[list[int]]]:
+    """For each channel c, every domain's members ordered to start at its rail-c member."""
     if channels == 1:
-        return g
-    rails = [_rail(f, ranks[i]) for i in g]
-    want = sorted(set(rails))[c % len(set(rails))]
-    k = rails.index(want)
-    return g[k:] + g[:k]
+        return [groups]
+    out = [[None] * len(groups) for _ in range(channels)]
+    for k, g in enumerate(groups):
+        rails = [_rail(f, ranks[i]) for i in g]
+        distinct = sorted(set(rails))
+        for c in range(channels):
+            j = rails.index(distinct[c % len(distinct)])
+            out[c][k] = g[j:] + g[:j]
+    return out
 
 
 def _ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[list, bool]:
@@ -150,8 +165,7 @@ def _ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[list, bool]:
     pairs = []
     hop = 0
     share = unit / ch
-    for c in range(ch):
-        orders = [_rotated(f, ranks, g, c, ch) for g in groups]
+    for orders in _rotations(f, ranks, groups, ch):
         for k, od in enumerate(orders):
             for a, b in zip(od, od[1:], strict=False):
                 pairs.append((a, b, share, hop))
@@ -165,32 +179,64 @@ def _ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[list, bool]:
     return pairs, True
 
 
-def _tree_edges(m: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
-    """NCCL double binary tree over m nodes: (parent, child) edges of two trees, depth."""
-    def btree(order):
-        edges = []
-        for i in range(len(order)):
-            for c in (2 * i + 1, 2 * i + 2):
-                if c < len(order):
-                    edges.append((order[i], order[c]))
-        return edges
+def _btree(m: int, rank: int) -> tuple[int, list[int]]:
+    """NCCL's in-order binary tree (src/graph/trees.cc ncclGetBtree): (parent, children).
 
-    t1 = btree(list(range(m)))
-    # second tree: the mirror (shifted by one), so leaves of one are interior in the other
-    t2 = btree([(i + 1) % m for i in range(m)]) if m > 1 else []
-    depth = max(1, int(np.ceil(np.log2(m + 1))))
+    Leaves are the even ranks, so the mirrored tree has them interior.
+    """
+    bit = 1
+    while bit < m:
+        if bit & rank:
+            break
+        bit <<= 1
+    if rank == 0:
+        return -1, ([bit >> 1] if m > 1 and (bit >> 1) > 0 else [])
+    up = (rank ^ bit) | (bit << 1)
+    if up >= m:
+        up = rank ^ bit
+    low = bit >> 1
+    kids = []
+    if low:
+        kids.append(rank - low)
+        d1 = rank + low
+        while d1 >= m and low:
+            low >>= 1
+            d1 = rank + low if low else -1
+        if low and d1 >= 0:
+            kids.append(d1)
+    return up, kids
+
+
+def _tree_edges(m: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+    """NCCL double binary tree over m nodes: (parent, child) edges of both trees, depth.
+
+    The second tree mirrors the first (m even) or shifts it by one (m odd), so a node that
+    is interior in one tree is a leaf in the other (ncclGetDtree)."""
+    t1 = []
+    for r in range(m):
+        par, _ = _btree(m, r)
+        if par >= 0:
+            t1.append((par, r))
+    if m % 2:
+        perm = [(r + 1) % m for r in range(m)]  # shift
+    else:
+        perm = [m - 1 - r for r in range(m)]  # mirror
+    t2 = [(perm[a], perm[b]) for a, b in t1]
+    depth = max(1, int(np.ceil(np.log2(m)))) if m > 1 else 0
     return t1, t2, depth
 
 
 # ------------------------------------------------------------------ algorithms
 def _ring(f, ranks, op):
     p = len(ranks)
+    frac = len(_groups(f, ranks)) / p if len(_groups(f, ranks)) > 1 else 0.0
     if op == "all_reduce":
         pairs, inter = _ring_pairs(f, ranks, 2 * (p - 1) / p)
-        return [_spec("ring all-reduce", pairs, 2 * (p - 1), inter=inter)]
+        return [_spec("ring all-reduce", pairs, 2 * (p - 1), inter=inter, inter_frac=frac)]
     if op in ("reduce_scatter", "all_gather"):
         pairs, inter = _ring_pairs(f, ranks, (p - 1) / p)
-        return [_spec(f"ring {op.replace('_', '-')}", pairs, p - 1, inter=inter)]
+        return [_spec(f"ring {op.replace('_', '-')}", pairs, p - 1, inter=inter,
+                      inter_frac=frac)]
     if op in ("broadcast", "reduce"):
         # pipelined chain from (to) rank 0: every ring hop except the one into the root
         pairs, inter = _ring_pairs(f, ranks, 1.0)
@@ -198,10 +244,10 @@ def _ring(f, ranks, op):
         pairs = [x for x in pairs if x[3] not in into_root]
         if op == "reduce":
             pairs = [(d, s_, u, h) for s_, d, u, h in pairs]
-        return [_spec(f"ring {op}", pairs, p - 1, inter=inter)]
+        return [_spec(f"ring {op}", pairs, p - 1, inter=inter, inter_frac=frac)]
     if op == "send_recv":
         pairs, inter = _ring_pairs(f, ranks, 1.0)
-        return [_spec("ring send/recv", pairs, 1, inter=inter)]
+        return [_spec("ring send/recv", pairs, 1, inter=inter, pipelined=False)]
     return None
 
 
@@ -214,8 +260,7 @@ def _tree(f, ranks, op):
     pairs = []
     hop = 0
     mult = 2.0 if op == "all_reduce" else 1.0  # up and down
-    for c in range(ch):
-        orders = [_rotated(f, ranks, g, c, ch) for g in groups]
+    for orders in _rotations(f, ranks, groups, ch):
         share = 1.0 / ch
         # chain inside each domain: up towards the leader orders[k][0], and back down
         for od in orders:
@@ -238,8 +283,10 @@ def _tree(f, ranks, op):
                     hop += 1
     _, _, depth = _tree_edges(m)
     intra = max(len(g) for g in groups) - 1
-    steps = int(mult * ((depth if m > 1 else 0) + intra))
-    return [_spec(f"tree {op.replace('_', '-')}", pairs, max(1, steps), inter=m > 1)]
+    d = depth if m > 1 else 0
+    steps = int(mult * (d + intra))
+    return [_spec(f"tree {op.replace('_', '-')}", pairs, max(1, steps), inter=m > 1,
+                  inter_frac=d / max(1, d + intra))]
 
 
 def _halving_doubling(f, ranks, op):
@@ -253,8 +300,9 @@ def _halving_doubling(f, ranks, op):
         dist = p >> (s + 1)
         unit = 1.0 / (2 ** (s + 1))
         pairs = [(i, i ^ dist, unit, i) for i in range(p)]
-        rs.append(_spec(f"halving step {s + 1}", pairs, 1, inter=inter))
-    ag = [_spec(f"doubling step {s + 1}", list(ph_pairs(ph)), 1, inter=inter)
+        rs.append(_spec(f"halving step {s + 1}", pairs, 1, inter=inter, pipelined=False))
+    ag = [_spec(f"doubling step {s + 1}", list(ph_pairs(ph)), 1, inter=inter,
+                pipelined=False)
           for s, ph in enumerate(reversed(rs))]
     if op == "reduce_scatter":
         return rs
@@ -276,10 +324,10 @@ def _direct(f, ranks, op, matrix=None):
                      if i != j and matrix[i, j] > 0]
         else:
             pairs = [(i, j, 1.0 / p, i * p + j) for i in range(p) for j in range(p) if i != j]
-        return [_spec("direct all-to-all", pairs, 1, inter=inter)]
+        return [_spec("direct all-to-all", pairs, 1, inter=inter, pipelined=False)]
     if op == "send_recv":
         return [_spec("send/recv", [(i, (i + 1) % p, 1.0, i) for i in range(p)], 1,
-                      inter=inter)]
+                      inter=inter, pipelined=False)]
     return None
 
 
@@ -306,7 +354,8 @@ def _hierarchical(f, ranks, op):
         for k in range(m):
             a, b = groups[k][j], groups[(k + 1) % m][j]
             inter_pairs.append((a, b, 2 * (m - 1) / m / q, a))
-    phases.append(_spec("inter all-reduce (per rail)", inter_pairs, 2 * (m - 1), inter=True))
+    phases.append(_spec("inter all-reduce (per rail)", inter_pairs, 2 * (m - 1), inter=True,
+                        inter_frac=1.0))
     for g in groups:
         for i, a in enumerate(g):
             b = g[(i + 1) % q]
@@ -351,28 +400,68 @@ def _torus(f, ranks, op):
     return rs + ag
 
 
+def _nvls_switch(f: Fabric, dom: int):
+    """(switch node, reduction efficiency) of a domain whose switch reduces, else None."""
+    sw = f.domain_switch.get(dom)
+    if sw is None:
+        return None
+    model = f.catalog.switches[f.graph.nodes[sw]["model"]]
+    if model.in_network_reduction != "nvls":
+        return None
+    return sw, model.reduction_efficiency
+
+
+def _nvls_loads(f: Fabric, ranks: list[str], group: list[int], scale: float) -> list:
+    """NVLink SHARP all-reduce of ``scale`` x n inside one domain. ld_reduce: the switch
+    reads shard i from every GPU (n/q each) and returns the sum to GPU i (n/q); st: GPU i
+    pushes its n/q and the switch multicasts it to all q GPUs. Per GPU and direction:
+    n (q + 1) / q, moved at the switch's reduction efficiency."""
+    sw, eff = _nvls_switch(f, f.domain_of[ranks[group[0]]])
+    q = len(group)
+    out = []
+    for i in group:
+        r = ranks[i]
+        out.append((r, sw, scale * (1.0 + 1.0 / q), eff))
+        out.append((sw, r, scale * (1.0 / q + 1.0), eff))
+    return out
+
+
 def _nvls(f, ranks, op):
+    """NVLS all-reduce in one NVSwitch domain; across domains NCCL's NVLSTree: NVLS in each
+    domain plus a double binary tree between domains on every rail, pipelined."""
     if op != "all_reduce":
         return None
-    doms = {f.domain_of[r] for r in ranks}
-    if len(doms) != 1:
-        return None
-    d = next(iter(doms))
-    sw = f.domain_switch.get(d)
-    if sw is None or f.catalog.switches[f.graph.nodes[sw]["model"]].in_network_reduction != \
-            "nvls":
-        return None
-    p = len(ranks)
-    # ld_reduce: the switch reads shard i from every GPU (n/p each) and returns the sum to
-    # GPU i (n/p); st: GPU i pushes its n/p, the switch multicasts it to all p GPUs.
+    groups = _groups(f, ranks)
+    if any(_nvls_switch(f, f.domain_of[ranks[g[0]]]) is None for g in groups) or \
+            any(len(g) < 3 for g in groups):
+        return None  # NCCL disables NVLS on 2 GPUs or fewer
     direct = []
-    for r in ranks:
-        direct.append((r, sw, 1.0 + 1.0 / p))
-        direct.append((sw, r, 1.0 / p + 1.0))
-    return [_spec("NVLS all-reduce", [], 2, direct=direct)]
+    for g in groups:
+        direct += _nvls_loads(f, ranks, g, 1.0)
+    if len(groups) == 1:
+        return [_spec("NVLS all-reduce", [], 2, direct=direct)]
+    q = len(groups[0])
+    if any(len(g) != q for g in groups):
+        return None
+    m = len(groups)
+    t1, t2, depth = _tree_edges(m)
+    pairs = []
+    hop = 0
+    for j in range(q):  # shard j of each domain travels the trees on rail j
+        for tree in (t1, t2):
+            for par, chi in tree:
+                a, b = groups[par][j], groups[chi][j]
+                pairs.append((b, a, 0.5 / q, hop))
+                pairs.append((a, b, 0.5 / q, hop))
+                hop += 1
+    return [_spec("NVLSTree all-reduce", pairs, 2 * depth, inter=True, direct=direct,
+                  inter_frac=1.0)]
 
 
 def _sharp(f, ranks, op):
+    """NCCL CollNet: in each domain NVLS (or a ring) reduce-scatter/all-gather, and each
+    rail's shard reduced by the InfiniBand switches (SHARP): every link of the reduction
+    tree carries the shard once per direction. Pipelined as one phase."""
     if op != "all_reduce":
         return None
     groups = _groups(f, ranks)
@@ -389,31 +478,32 @@ def _sharp(f, ranks, op):
                 if not ups or any(f.catalog.switches[f.graph.nodes[s]["model"]]
                                   .in_network_reduction != "sharp" for s in ups):
                     return None
-    phases = []
-    if q > 1:
-        rs = [(a, g[(i + 1) % q], (q - 1) / q, a) for g in groups for i, a in enumerate(g)]
-        phases.append(_spec("intra reduce-scatter", rs, q - 1))
-    # each rail's shard (n/q) climbs a reduction tree and comes back: every link of the
-    # tree carries it once per direction
-    direct = {}
+            if not f.nics_of.get(ranks[i]):
+                return None
+    direct = []
+    pairs = []
+    use_nvls = q >= 3 and all(_nvls_switch(f, f.domain_of[ranks[g[0]]]) for g in groups)
+    for g in groups:
+        if use_nvls:
+            direct += _nvls_loads(f, ranks, g, 1.0)
+        elif q > 1:
+            for i, a in enumerate(g):  # ring reduce-scatter + all-gather inside the domain
+                pairs.append((a, g[(i + 1) % q], 2 * (q - 1) / q, a))
+    c = f.compile()
+    tree: dict = {}
     for j in range(q):
         root = ranks[groups[0][j]]
         for k in range(1, len(groups)):
-            r = router.route(ranks[groups[k][j]], root, "ecmp", 0)
-            if r.nodes is None:
-                return None
-            nodes = r.nodes
-            for u, v in zip(nodes, nodes[1:], strict=False):
-                direct[(u, v)] = 1.0 / q
-                direct[(v, u)] = 1.0 / q
-    depth = 2 * max(1, len({f.graph.nodes[n].get("tier", 0) for n in f.graph.nodes
-                             if f.graph.nodes[n].get("kind") == "switch"}))
-    phases.append(_spec("SHARP all-reduce (per rail)", [], depth, inter=True,
-                        direct=[(u, v, b) for (u, v), b in direct.items()]))
-    if q > 1:
-        ag = [(a, g[(i + 1) % q], (q - 1) / q, a) for g in groups for i, a in enumerate(g)]
-        phases.append(_spec("intra all-gather", ag, q - 1))
-    return phases
+            links, _, _ = router.links(ranks[groups[k][j]], root, "ecmp", 0)
+            for lk in links.tolist():  # the link and its reverse carry the shard once
+                tree[lk] = 1.0 / q
+                tree[c.edge_index[(c.node_names[c.link_dst[lk]],
+                                   c.node_names[c.link_src[lk]])]] = 1.0 / q
+    direct += [(lk, None, b, 1.0) for lk, b in tree.items()]
+    tiers = f.meta.setdefault("_switch_tiers", len({
+        d.get("tier", 0) for _, d in f.graph.nodes(data=True) if d.get("kind") == "switch"}))
+    return [_spec("CollNet/SHARP all-reduce", pairs, 2 * max(1, tiers), inter=True,
+                  inter_frac=1.0, direct=direct)]
 
 
 _BUILDERS = {

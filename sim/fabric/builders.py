@@ -22,6 +22,7 @@ non-blocking switch node (their aggregate is what a GPU sees).
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,10 @@ class FabricBuilder:
                          switch_latency=sw.latency_s, **attrs)
 
     def build(self, routing: str | None = None, meta: dict | None = None) -> Fabric:
+        # A fabric is long-lived and holds ~10 objects per link: move what exists now out
+        # of the cyclic garbage collector's scans (each full scan of a 16K-GPU graph costs
+        # ~0.1 s and would otherwise recur during routing).
+        gc.freeze()
         f = self.fabric
         if routing:
             f.routing = routing
@@ -437,53 +442,58 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
             b.g.nodes[lname]["pod"] = pi
     for pi, (pk, lfs) in enumerate(pods):
         ups = [max(1, math.ceil(n_down / tiers[0].oversubscription - 1e-9)) for _, _, n_down in lfs]
-        total = sum(ups)
-        n_spines = max(1, math.ceil(total / d2))
         if len(lfs) == 1 and n_tiers == 2:
             spines_by_pod.append([])
             continue  # a single leaf needs no spine
+        # Every leaf reaches every spine of its pod (a Clos). Spines: the fewest that hold
+        # the pod's uplinks, rounded up to divide a leaf's uplinks evenly when possible.
+        u_max = max(ups)
+        need = max(1, math.ceil(sum(ups) / d2))
+        if need > min(ups):
+            raise b.error(sw_field[1], f"a pod of {len(lfs)} leaves with {min(ups)}-{u_max} "
+                          f"uplinks each needs {need} spines of {d2} down ports ({sws[1].id} at "
+                          f"{tiers[1].oversubscription:g}:1), more than a leaf can reach; use "
+                          "a larger spine or fewer leaves per pod")
+        n_spines = next((k for k in range(need, u_max + 1) if u_max % k == 0), need)
         names = [b.switch(f"sp{n_sp + i}", sws[1], tier=2, plane=pk[0], pod=pi)
                  for i in range(n_spines)]
         n_sp += n_spines
         spines_by_pod.append(names)
-        cursor = 0
-        for (lname, _, _), u in zip(lfs, ups, strict=True):
-            counts: dict[str, int] = {}
-            for _ in range(u):
-                s = names[cursor % n_spines]
-                counts[s] = counts.get(s, 0) + 1
-                cursor += 1
-            for s, cnt in counts.items():
-                b.cable(lname, s, ln, count=cnt, reach=tiers[1].reach)
-                spine_down[s] = spine_down.get(s, 0) + cnt
+        for li, ((lname, _, _), u) in enumerate(zip(lfs, ups, strict=True)):
+            for j, s_ in enumerate(names):
+                cnt = u // n_spines + (1 if (j - li) % n_spines < u % n_spines else 0)
+                if cnt:
+                    b.cable(lname, s_, ln, count=cnt, reach=tiers[1].reach)
+                    spine_down[s_] = spine_down.get(s_, 0) + cnt
     if n_tiers > 3:
         raise b.error("params.tiers", f"at most 3 tiers are supported, got {n_tiers}")
     if not t2last:
-        # --- tier 3: cores. Spine uplinks are dealt round-robin over the plane's cores, so
-        # every pod reaches every core (pods are never cut off from each other).
-        by_plane: dict[int, list[list[str]]] = {}
-        for (pk, _), sps in zip(pods, spines_by_pod, strict=True):
-            by_plane.setdefault(pk[0], []).append(sps)
+        # --- tier 3: cores in planes. Spine j of every pod of a network plane joins the
+        # cores of core plane j, so any two pods meet at those cores (a standard fat-tree).
         n_core = 0
-        for plane, pod_spines in by_plane.items():
+        planes_of: dict[tuple, list[str]] = {}
+        for (pk, _), sps in zip(pods, spines_by_pod, strict=True):
+            for j, s_ in enumerate(sps):
+                planes_of.setdefault((pk[0], j), []).append(s_)
+        for (plane, j), sps in planes_of.items():
             # a spine's uplinks follow its actual downlinks at the tier's ratio
-            ups2 = {s: max(1, math.ceil(spine_down[s] / tiers[1].oversubscription - 1e-9))
-                    for sps in pod_spines for s in sps}
-            total = sum(ups2.values())
-            n_cores = max(1, math.ceil(total / radix[2]))
-            cores = [b.switch(f"c{n_core + i}", sws[2], tier=3, plane=plane)
+            ups2 = {s_: max(1, math.ceil(spine_down[s_] / tiers[1].oversubscription - 1e-9))
+                    for s_ in sps}
+            n_cores = max(1, math.ceil(sum(ups2.values()) / radix[2]))
+            if n_cores > min(ups2.values()):
+                raise b.error(sw_field[2], f"core plane {j} needs {n_cores} {sws[2].id} for "
+                              f"{sum(ups2.values())} spine uplinks, more than a spine's "
+                              f"{min(ups2.values())} uplinks can reach; use a larger core "
+                              "switch")
+            cores = [b.switch(f"c{n_core + i}", sws[2], tier=3, plane=plane, core_plane=j)
                      for i in range(n_cores)]
             n_core += n_cores
-            cursor = 0
-            for sps in pod_spines:
-                for s in sps:
-                    counts: dict[str, int] = {}
-                    for _ in range(ups2[s]):
-                        c = cores[cursor % n_cores]
-                        counts[c] = counts.get(c, 0) + 1
-                        cursor += 1
-                    for c, cnt in counts.items():
-                        b.cable(s, c, ln, count=cnt, reach=tiers[2].reach)
+            for si, s_ in enumerate(sps):
+                u = ups2[s_]
+                for k, c_ in enumerate(cores):
+                    cnt = u // n_cores + (1 if (k - si) % n_cores < u % n_cores else 0)
+                    if cnt:
+                        b.cable(s_, c_, ln, count=cnt, reach=tiers[2].reach)
     return _finish(b, sws, routing, meta)
 
 

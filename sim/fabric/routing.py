@@ -33,19 +33,17 @@ _M64 = (1 << 64) - 1
 
 
 def flow_hash(*keys: int) -> int:
-    """Deterministic 64-bit hash of integers (splitmix64 chain); stable across runs.
+    """Deterministic 64-bit hash of integers; stable across runs and processes.
 
-    Python's ``hash`` of strings changes per process, so ECMP must not use it.
+    Python's ``hash`` of strings changes per process, so ECMP must not use it. Each key is
+    folded in with a multiply-xorshift step (the finaliser of splitmix64 at the end).
     """
     h = 0x9E3779B97F4A7C15
     for k in keys:
-        h = (h ^ (k & _M64)) & _M64
-        h = (h + 0x9E3779B97F4A7C15) & _M64
-        z = h
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-        h = z ^ (z >> 31)
-    return h
+        h = ((h ^ k) * 0xBF58476D1CE4E5B9) & _M64
+        h ^= h >> 31
+    h = ((h ^ (h >> 30)) * 0x94D049BB133111EB) & _M64
+    return h ^ (h >> 31)
 
 
 @dataclass(frozen=True)
@@ -96,6 +94,9 @@ class Router:
         self._down: dict[str, list[str]] = {}
         self._cache: dict[tuple, Route] = {}
         self._torus_paths: dict[tuple, dict] = {}
+        self._lat = self.c.latency_s.tolist()
+        self._meet_cache: dict[tuple, tuple] = {}
+        self._lcache: dict[tuple, tuple] = {}
 
     # ------------------------------------------------------------- up/down sets
     def _tier(self, n: str) -> int:
@@ -139,6 +140,24 @@ class Router:
         return nic_a == nic_b or not self.ancestors(nic_a).isdisjoint(self.ancestors(nic_b))
 
     # --------------------------------------------------------------- entry point
+    def links(self, src: str, dst: str, policy: str, flow: int) -> tuple:
+        """(link ids, weights, latency) of a route: the lean form kernels need (cached)."""
+        key = (src, dst, policy, flow if policy == "ecmp" else 0)
+        r = self._lcache.get(key)
+        if r is None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                r = (hit.links, hit.weights, hit.latency_s)
+            else:
+                loads = self._route(src, dst, policy, flow, lean=True)
+                ids = sorted(loads)
+                lat = self._lat
+                r = (np.array(ids, dtype=np.int64),
+                     np.array([loads[i] for i in ids], dtype=np.float64),
+                     sum(lat[i] * loads[i] for i in ids))
+            self._lcache[key] = r
+        return r
+
     def route(self, src: str, dst: str, policy: str, flow: int) -> Route:
         key = (src, dst, policy, flow if policy == "ecmp" else 0)
         r = self._cache.get(key)
@@ -147,16 +166,17 @@ class Router:
             self._cache[key] = r
         return r
 
-    def _route(self, src: str, dst: str, policy: str, flow: int) -> Route:
+    def _route(self, src: str, dst: str, policy: str, flow: int, lean: bool = False):
         f = self.f
+        make = self._lean if lean else self._make
         if src == dst:
-            return self._make(src, dst, {}, [src])
+            return make(src, dst, {}, [src])
         da, db = f.domain_of.get(src), f.domain_of.get(dst)
         if da is None or db is None:
             raise RoutingError(f"{src if da is None else dst} belongs to no scale-up domain "
                                "(an OCS pod chip outside every slice?)")
         if da == db:
-            return self._make(src, dst, {}, self.domain_path(src, dst))
+            return make(src, dst, {}, self.domain_path(src, dst))
         nics_a, nics_b = f.nics_of.get(src, []), f.nics_of.get(dst, [])
         if not nics_a or not nics_b:
             raise RoutingError(f"{src} and {dst} are in different scale-up domains and "
@@ -187,9 +207,9 @@ class Router:
         tail = [nic_b, dst]
         if policy == "ecmp":
             mid = self._ecmp(nic_a, nic_b, flow, self._idx[src], self._idx[dst])
-            return self._make(src, dst, {}, head[:-1] + mid + tail[1:])
+            return make(src, dst, {}, head[:-1] + mid + tail[1:])
         loads = self._spray(nic_a, nic_b)
-        return self._make(src, dst, loads, head, tail)
+        return make(src, dst, loads, head, tail)
 
     # --------------------------------------------------------------- scale-out
     def _meet(self, a: str, b: str) -> set:
@@ -206,23 +226,64 @@ class Router:
             frontier = nxt
         raise RoutingError(f"NICs {a} and {b} share no switch")
 
-    def _ecmp(self, a: str, b: str, flow: int, si: int, di: int) -> list[str]:
+    def _candidates(self, a: str, b: str) -> tuple[set, dict]:
+        """(meet set, up-candidates) from NIC a towards NIC b, cached per pair of switch
+        sets right above a and b (which most NIC pairs share). Up-candidates are keyed by
+        switch, and by the tuple of a NIC's uplinks for the first hop."""
+        key = (tuple(self.up(a)), tuple(self.up(b)))
+        hit = self._meet_cache.get(key)
+        if hit is not None:
+            return hit
         meet = self._meet(a, b)
+        upc: dict = {}
+        frontier = [a]
+        while frontier:
+            nxt = []
+            for v in frontier:
+                k = v if v != a else key[0]
+                if v in meet or k in upc:
+                    continue
+                cands = [u for u in self.up(v)
+                         if u in meet or not self.ancestors(u).isdisjoint(meet)]
+                upc[k] = cands
+                nxt.extend(cands)
+            frontier = nxt
+        out = (meet, upc)
+        self._meet_cache[key] = out
+        return out
+
+    def _ecmp(self, a: str, b: str, flow: int, si: int, di: int) -> list[str]:
+        meet, upc = self._candidates(a, b)
         anc_b = self.ancestors(b)
+        idx = self._idx
         path = [a]
         v = a
+        first = tuple(self.up(a))
         while v not in meet:
-            cands = [u for u in self.up(v) if u in meet or not self.ancestors(u).isdisjoint(meet)]
-            v = cands[flow_hash(si, di, flow, self._idx[v]) % len(cands)]
+            cands = upc[first if v == a else v]
+            v = cands[flow_hash(si, di, flow, idx[v]) % len(cands)] if len(cands) > 1 \
+                else cands[0]
             path.append(v)
         while v != b:
             cands = [w for w in self.down(v) if w == b or w in anc_b]
-            v = cands[flow_hash(si, di, flow, self._idx[v]) % len(cands)]
+            v = cands[flow_hash(si, di, flow, idx[v]) % len(cands)] if len(cands) > 1 \
+                else cands[0]
             path.append(v)
         return path
 
     def _spray(self, a: str, b: str) -> dict:
         """Per-edge fractions of an even split at every hop over the up/down paths a -> b."""
+        # The split is the same for every NIC pair under the same switches: cache it by
+        # those switch sets, with the two NICs as placeholders.
+        key = ("spray", tuple(self.up(a)), tuple(self.up(b)))
+        hit = self._meet_cache.get(key)
+        if hit is None:
+            raw = self._spray_uncached(a, b)
+            hit = [((0 if u == a else u, 1 if v == b else v), w) for (u, v), w in raw.items()]
+            self._meet_cache[key] = hit
+        return {(a if u == 0 else u, b if v == 1 else v): w for (u, v), w in hit}
+
+    def _spray_uncached(self, a: str, b: str) -> dict:
         meet = self._meet(a, b)
         anc_b = self.ancestors(b)
         loads: dict[tuple, float] = {}
@@ -316,19 +377,31 @@ class Router:
         return t.expand(chips[::-1])
 
     # --------------------------------------------------------------- assembling
+    def _lean(self, src: str, dst: str, spray: dict, head: list[str],
+              tail: list[str] | None = None) -> dict:
+        """Link id -> fraction of the flow, without hop counts (for kernels)."""
+        ei = self.c.edge_index
+        links: dict[int, float] = {}
+        for seq in (head, tail or ()):
+            for u, v in zip(seq, seq[1:], strict=False):
+                k = ei[(u, v)]
+                links[k] = links.get(k, 0.0) + 1.0
+        for (u, v), w in spray.items():
+            k = ei[(u, v)]
+            links[k] = links.get(k, 0.0) + w
+        return links
+
     def _make(self, src: str, dst: str, spray: dict, head: list[str],
               tail: list[str] | None = None) -> Route:
         """Build a Route from a node path (head), or head + sprayed middle + tail."""
         ei = self.c.edge_index
+        kinds = self.g.nodes
         links: dict[int, float] = {}
-        nodes_kind = self.g.nodes
-        switch_hops = 0
-        hops = 0
-        seq = head
-        for i in range(len(seq) - 1):
-            links[ei[(seq[i], seq[i + 1])]] = links.get(ei[(seq[i], seq[i + 1])], 0.0) + 1.0
-        hops += len(seq) - 1
-        switch_hops += sum(1 for n in seq[1:-1] if nodes_kind[n].get("kind") in _SWITCH_KINDS)
+        for u, v in zip(head, head[1:], strict=False):
+            k = ei[(u, v)]
+            links[k] = links.get(k, 0.0) + 1.0
+        hops = len(head) - 1
+        switch_hops = sum(1 for n in head[1:-1] if kinds[n].get("kind") in _SWITCH_KINDS)
         if tail is not None:
             for (u, v), w in spray.items():
                 k = ei[(u, v)]
@@ -336,17 +409,16 @@ class Router:
             # one representative path's length: up/down hops are equal on every path
             mid = self._ecmp(head[-1], tail[0], 0, 0, 0)
             hops += len(mid) - 1 + len(tail) - 1
-            switch_hops += sum(1 for n in mid[1:-1] if nodes_kind[n].get("kind") in _SWITCH_KINDS)
-            for i in range(len(tail) - 1):
-                k = ei[(tail[i], tail[i + 1])]
+            switch_hops += sum(1 for n in mid[1:-1] if kinds[n].get("kind") in _SWITCH_KINDS)
+            for u, v in zip(tail, tail[1:], strict=False):
+                k = ei[(u, v)]
                 links[k] = links.get(k, 0.0) + 1.0
-        ids = np.fromiter(links.keys(), dtype=np.int64, count=len(links))
-        w = np.fromiter(links.values(), dtype=np.float64, count=len(links))
-        order = np.argsort(ids, kind="stable")
-        ids, w = ids[order], w[order]
-        latency = float(np.dot(self.c.latency_s[ids], w)) if len(ids) else 0.0
-        return Route(src, dst, ids, w, hops, switch_hops, latency,
-                     tuple(head) if tail is None else None)
+        ids = sorted(links)
+        lat = self._lat
+        latency = sum(lat[i] * links[i] for i in ids)
+        return Route(src, dst, np.array(ids, dtype=np.int64),
+                     np.array([links[i] for i in ids], dtype=np.float64), hops, switch_hops,
+                     latency, tuple(head) if tail is None else None)
 
 
 def torus_coords(dims: tuple[int, ...]):

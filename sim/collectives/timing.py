@@ -1,0 +1,469 @@
+"""Collective time on a fabric: compile an algorithm's phases into link loads, then time
+them with the collective library's protocols (NCCL LL, LL128, Simple; NVLS; SHARP).
+
+Compiling (:func:`compile_plan`) routes every flow of every phase once and sums the bytes
+per link with the ``@njit`` :func:`~sim.collectives.kernels.link_loads` kernel, *per byte
+of message size*: loads scale linearly with the size, so a sweep from 1 KiB to 16 GiB
+reuses one compiled plan and costs arithmetic only. Plans are cached per fabric.
+
+Timing one phase with protocol pi (:func:`phase_times`)::
+
+    t = steps x per-step latency + n x U / (bandwidth_factor(pi) x channels(n)/C x chunk_eff(n))
+
+* U is the phase's bottleneck: max over links of (bytes per byte of n) / effective
+  capacity (line rate x the link's protocol efficiency, i.e. what NCCL kernels reach);
+* per-step latency: NCCL's per-hop latency for the protocol (NVLink or network hop), or
+  the route's own latency where that is larger (long multi-switch paths); a pipelined
+  phase mixes intra- and inter-domain hops in proportion, an exchange step waits for its
+  slowest pair;
+* channels(n): NCCL drops channels while ``n < channels x threads x threshold``;
+* chunk_eff(n) = c / (c + tau x B_ch): a per-chunk synchronisation cost tau for the Simple
+  protocol, with chunk c from NCCL's chunking rules and B_ch the per-channel rate.
+
+The library picks, like NCCL's tuner, the (algorithm, protocol) with the least time.
+Constants live in ``topologies/catalog/nccl.yaml`` with their sources.
+
+Main assumption: ranks run the collective alone (contention with other traffic is the flow
+network model's job, see :mod:`sim.network`), and every rank holds the same bytes except
+for uneven all-to-all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InfeasibleError
+from ..fabric.fabric import Fabric
+from ..network.models import Transfer, effective_capacity
+from .algorithms import OPS, PhaseSpec, bus_factor, phases
+from .kernels import link_loads
+
+__all__ = ["CompiledPhase", "Plan", "compile_plan", "collective_time", "CollectiveResult",
+           "AUTO_ORDER"]
+
+# What ``auto`` chooses from: the algorithms NCCL/RCCL implement (ring, tree, NVLS, SHARP
+# via CollNet/NVLS-tree), torus rings for ICI domains, direct for all-to-all and send/recv.
+# Halving-doubling and the two-level hierarchical scheme run only when asked for by name.
+AUTO_ORDER = ("ring", "tree", "nvls", "sharp", "torus", "direct")
+
+
+@dataclass
+class CompiledPhase:
+    """A phase's link loads per byte of message size, and its latency structure."""
+
+    name: str
+    links: np.ndarray
+    unit: np.ndarray
+    steps: int
+    pipelined: bool
+    inter_frac: float
+    path_intra_s: float
+    path_inter_s: float
+    unit_time_s: float  # max_l unit_l / capacity_l: seconds per byte of n at full rate
+    kind: str = "flows"  # flows | nvls | sharp
+
+
+@dataclass
+class Plan:
+    """An algorithm compiled for one op, rank list and routing policy on one fabric."""
+
+    op: str
+    algorithm: str
+    ranks: tuple
+    policy: str
+    phases: list[CompiledPhase]
+    absolute: bool = False  # uneven all-to-all: loads are bytes, not bytes per byte of n
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def p(self) -> int:
+        return len(self.ranks)
+
+    def transfers(self, nbytes: float, protocol_times: list[tuple[float, float]] | None = None,
+                  tag: str = "") -> list[Transfer]:
+        """Transfers for the network models, one per phase (bytes = unit x n).
+
+        ``protocol_times`` (latency, bandwidth-time) per phase, from :func:`phase_times`,
+        set each transfer's latency; the bandwidth part is left to the network model,
+        which shares capacity with concurrent traffic.
+        """
+        scale = 1.0 if self.absolute else float(nbytes)
+        out = []
+        for i, ph in enumerate(self.phases):
+            lat = protocol_times[i][0] if protocol_times else 0.0
+            out.append(Transfer(ph.links, ph.unit * scale, lat, tag or f"{self.op}:{ph.name}"))
+        return out
+
+
+# ------------------------------------------------------------------ compiling
+def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, policy: str):
+    """CSR routes and per-flow latency for flows src[k] -> dst[k] (rank indices).
+
+    Flows inside one NVSwitch domain are vectorised (GPU uplink + downlink); the rest go
+    through the (cached) router.
+    """
+    c = f.compile()
+    n = len(src)
+    ei = c.edge_index
+    names = [ranks[i] for i in range(len(ranks))]
+    dom = np.array([f.domain_of[r] for r in names])
+    sw_of = f.domain_switch
+    up = np.full(len(names), -1, np.int64)
+    down = np.full(len(names), -1, np.int64)
+    for i, r in enumerate(names):
+        sw = sw_of.get(dom[i])
+        if sw is not None:
+            up[i] = ei[(r, sw)]
+            down[i] = ei[(sw, r)]
+    same = (dom[src] == dom[dst]) & (up[src] >= 0)
+    counts = np.where(same, 2, 0).astype(np.int64)
+    other_routes = {}
+    router = f.router
+    for k in np.nonzero(~same)[0]:
+        r = router.links(names[src[k]], names[dst[k]], policy, 0)  # one flow per rank pair
+        other_routes[k] = r
+        counts[k] = len(r[0])
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    links = np.empty(indptr[-1], np.int64)
+    weights = np.ones(indptr[-1], np.float64)
+    lat = np.empty(n)
+    idx = np.nonzero(same)[0]
+    links[indptr[idx]] = up[src[idx]]
+    links[indptr[idx] + 1] = down[dst[idx]]
+    lat[idx] = c.latency_s[up[src[idx]]] + c.latency_s[down[dst[idx]]]
+    for k, (lk, w, lt) in other_routes.items():
+        links[indptr[k]:indptr[k + 1]] = lk
+        weights[indptr[k]:indptr[k + 1]] = w
+        lat[k] = lt
+    inter = dom[src] != dom[dst]
+    return indptr, links, weights, lat, inter
+
+
+def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.ndarray
+                   ) -> CompiledPhase:
+    c = f.compile()
+    n_links = c.n_links
+    loads = np.zeros(n_links)
+    path_intra = path_inter = 0.0
+    inter_share = 0.0
+    if len(ph.src):
+        indptr, links, weights, lat, inter = _route_arrays(f, ranks, ph.src, ph.dst, policy)
+        loads = link_loads(indptr, links, weights, ph.unit, n_links)
+        # a logical hop's latency is the sum of its legs (PXN relay + network leg)
+        hop_lat = np.bincount(ph.hop - ph.hop.min(), weights=lat)
+        hop_inter = np.bincount(ph.hop - ph.hop.min(), weights=inter.astype(float)) > 0
+        if (~hop_inter).any():
+            path_intra = float(hop_lat[~hop_inter].max())
+        if hop_inter.any():
+            path_inter = float(hop_lat[hop_inter].max())
+        inter_share = float(hop_inter.mean())
+    kind = "flows"
+    eff = np.ones(n_links)  # in-network operations run below line rate
+    for u, v, b, e in ph.direct_links:
+        lk = u if v is None else c.edge_index[(u, v)]  # a link id, or a node pair
+        if v is None:
+            u = c.node_names[c.link_src[lk]]
+        loads[lk] += b
+        eff[lk] = min(eff[lk], e)
+        kind = "nvls" if ph.name.startswith("NVLS") and not ph.inter else \
+            "nvlstree" if ph.name.startswith("NVLS") else "sharp"
+        lat_uv = float(c.latency_s[lk])
+        if ph.inter and f.graph.nodes[u].get("kind") == "switch":
+            path_inter = max(path_inter, lat_uv)
+        else:
+            path_intra = max(path_intra, lat_uv)
+    nz = np.nonzero(loads)[0]
+    unit = loads[nz]
+    unit_time = float((unit / (cap[nz] * eff[nz])).max()) if len(nz) else 0.0
+    frac = ph.inter_frac if ph.inter_frac is not None else inter_share
+    return CompiledPhase(ph.name, nz.astype(np.int64), unit, ph.steps, ph.pipelined, frac,
+                         path_intra, path_inter, unit_time, kind)
+
+
+def _as_ranks(f: Fabric, ranks) -> tuple:
+    if isinstance(ranks, (int, np.integer)):
+        if ranks < 2 or ranks > f.n_accelerators:
+            raise InfeasibleError(f"{ranks} ranks requested; fabric {f.name!r} has "
+                                  f"{f.n_accelerators} accelerators")
+        return tuple(f.accelerators[:int(ranks)])
+    ranks = tuple(ranks)
+    missing = [r for r in ranks if r not in f.domain_of]
+    if missing:
+        raise InfeasibleError(f"ranks not accelerators of {f.name!r} (or outside every "
+                              f"slice): {', '.join(map(str, missing[:3]))}")
+    if len(set(ranks)) != len(ranks):
+        raise InfeasibleError("ranks repeat an accelerator")
+    return ranks
+
+
+def compile_plan(f: Fabric, op: str, ranks, algorithm: str, *, policy: str | None = None,
+                 matrix=None) -> Plan:
+    """Compile ``algorithm`` for ``op`` over ``ranks`` (cached on the fabric).
+
+    Parameters
+    ----------
+    f : Fabric
+    op : str
+        One of :data:`~sim.collectives.algorithms.OPS`.
+    ranks : int or sequence of str
+        A count (the first accelerators in locality order) or accelerator names in rank
+        order.
+    algorithm : str
+    policy : str, optional
+        Scale-out routing policy (the fabric's default if omitted).
+    matrix : array (p, p), optional
+        Uneven all-to-all: bytes from rank i to rank j (absolute, not per byte).
+    """
+    ranks = _as_ranks(f, ranks)
+    policy = policy or f.routing
+    cache = f.__dict__.setdefault("_plans", {})
+    key = (op, algorithm, ranks, policy) if matrix is None else None
+    if key is not None and key in cache:
+        return cache[key]
+    specs = phases(f, op, list(ranks), algorithm, matrix=matrix)
+    cap = _capacity(f)
+    plan = Plan(op, algorithm, ranks, policy,
+                [_compile_phase(f, ranks, s, policy, cap) for s in specs],
+                absolute=matrix is not None)
+    if key is not None:
+        cache[key] = plan
+    return plan
+
+
+def _capacity(f: Fabric) -> np.ndarray:
+    c = f.compile()
+    hit = f.__dict__.get("_cap")
+    if hit is None or hit[0] is not c:
+        hit = (c, effective_capacity(f))
+        f.__dict__["_cap"] = hit
+    return hit[1]
+
+
+def lower_bound(f: Fabric, specs: list[PhaseSpec], ranks: tuple, nbytes: float, cat) -> float:
+    """A time no protocol can beat for these phases, without routing: protocol hop
+    latencies, and each rank's outgoing bytes over its links' total effective capacity."""
+    c = f.compile()
+    out_cap = np.bincount(c.link_src, weights=_capacity(f), minlength=len(c.node_names))
+    rank_cap = out_cap[[c.node_index[r] for r in ranks]]
+    pos = {r: i for i, r in enumerate(ranks)}
+    fastest = max(pr.bandwidth_factor for pr in cat.protocols.values())
+    hop_nv = min(pr.hop_latency_nvlink_s for pr in cat.protocols.values())
+    hop_net = min(pr.hop_latency_net_s for pr in cat.protocols.values())
+    t = 0.0
+    for ph in specs:
+        egress = np.zeros(len(ranks))
+        if len(ph.src):
+            np.add.at(egress, ph.src, ph.unit)
+        for u, v, b, e in ph.direct_links:
+            if v is not None and u in pos:
+                egress[pos[u]] += b / e
+        ok = rank_cap > 0
+        bw = float((egress[ok] / rank_cap[ok]).max()) / fastest if ok.any() else 0.0
+        frac = ph.inter_frac if ph.inter_frac is not None else (1.0 if ph.inter else 0.0)
+        lat = ph.steps * ((1 - frac) * hop_nv + frac * hop_net) if ph.pipelined else 0.0
+        t += lat + nbytes * bw
+    return t
+
+
+# ------------------------------------------------------------------ timing
+def _injection(f: Fabric, ranks: tuple) -> float:
+    """Achievable scale-up bandwidth per direction of the first rank (bytes/s)."""
+    acc = f.catalog.accelerators[f.graph.nodes[ranks[0]]["model"]]
+    eff = f.catalog.links[acc.scale_up_link].protocol_efficiency
+    return acc.scale_up_bandwidth_Bps * eff
+
+
+def _channels(n: float, proto, lib, p: int, ring: bool) -> int:
+    thr = proto.thread_threshold_B * (p if ring and proto.id == "LL" else 1)
+    return int(max(1, min(lib.max_channels, math.floor(n / (proto.threads * thr)))))
+
+
+def _nvls_chunk(n: float, lib, p: int) -> float:
+    ops = lib.nvls_channels * p
+    c = lib.nvls_max_chunk_B
+    if n < 2 * ops * c:
+        return 16 * 1024.0
+    if n < 8 * ops * c:
+        return 32 * 1024.0
+    if n < 64 * ops * c:
+        return 64 * 1024.0
+    return c
+
+
+def phase_times(f: Fabric, plan: Plan, nbytes: float, protocol: str) -> list[tuple[float, float]]:
+    """(latency, bandwidth time) of each phase of ``plan`` for ``nbytes`` under ``protocol``.
+
+    The protocol's base latency is added to the first phase.
+    """
+    cat = f.catalog
+    lib = cat.library
+    proto = cat.protocols[protocol]
+    p = plan.p
+    n = float(nbytes)
+    b_inj = _injection(f, plan.ranks)
+    out = []
+    for ph in plan.phases:
+        if ph.kind in ("nvls", "nvlstree"):
+            sw = f.domain_switch[f.domain_of[plan.ranks[0]]]
+            eff_r = cat.switches[f.graph.nodes[sw]["model"]].reduction_efficiency
+            q = sum(1 for r in plan.ranks if f.domain_of[r] == f.domain_of[plan.ranks[0]])
+            c = _nvls_chunk(n, lib, q)
+            b_ch = b_inj * eff_r / lib.nvls_channels
+            ce = c / (c + lib.chunk_overhead_s * b_ch)
+            lat = lib.nvls_latency_s
+            if ph.kind == "nvlstree":
+                lat += ph.steps * max(lib.nvls_net_latency_s, ph.path_inter_s)
+            bw = (1.0 if plan.absolute else n) * ph.unit_time_s / ce
+            out.append((lat, bw))
+            continue
+        if ph.kind == "sharp":
+            lat = lib.sharp_latency_s + ph.steps * max(proto.hop_latency_net_s, ph.path_inter_s)
+            ce = 1.0
+            if proto.chunked:
+                c = min(lib.ring_simple_max_chunk_B, n / (lib.max_channels * p))
+                ce = c / (c + lib.chunk_overhead_s * b_inj / lib.max_channels) if c > 0 else 1
+            bw = (1.0 if plan.absolute else n) * ph.unit_time_s / (proto.bandwidth_factor * ce)
+            out.append((lat, bw))
+            continue
+        nc = _channels(n, proto, lib, p, plan.algorithm == "ring")
+        share = nc / lib.max_channels
+        ce = 1.0
+        if proto.chunked:
+            c = min(lib.ring_simple_max_chunk_B, n / (nc * p))
+            b_ch = b_inj / lib.max_channels
+            ce = c / (c + lib.chunk_overhead_s * b_ch) if c > 0 else 1.0
+        intra = max(proto.hop_latency_nvlink_s, ph.path_intra_s)
+        inter = max(proto.hop_latency_net_s, ph.path_inter_s)
+        if ph.pipelined:
+            step = (1 - ph.inter_frac) * intra + ph.inter_frac * inter
+        else:
+            step = inter if ph.inter_frac > 0 else intra
+        lat = ph.steps * step
+        size = 1.0 if plan.absolute else n
+        bw = size * ph.unit_time_s / (proto.bandwidth_factor * share * ce)
+        out.append((lat, bw))
+    if out and plan.phases[0].kind not in ("nvls", "nvlstree"):
+        out[0] = (out[0][0] + proto.base_latency_s, out[0][1])
+    return out
+
+
+def _protocols_for(plan: Plan, cat) -> list[str]:
+    if any(ph.kind in ("nvls", "nvlstree") for ph in plan.phases):
+        return ["Simple"]
+    return list(cat.protocols)
+
+
+@dataclass
+class CollectiveResult:
+    """Time of one collective and how it was reached."""
+
+    op: str
+    ranks: int
+    nbytes: float
+    algorithm: str
+    protocol: str
+    time_s: float
+    phases: list = field(default_factory=list)  # (name, latency_s, bandwidth_s)
+    candidates: dict = field(default_factory=dict)  # "algo/proto" -> time_s
+
+    @property
+    def algbw_Bps(self) -> float:
+        return self.nbytes / self.time_s if self.time_s > 0 else math.inf
+
+    @property
+    def busbw_Bps(self) -> float:
+        return self.algbw_Bps * bus_factor(self.op, self.ranks)
+
+    def as_row(self) -> dict:
+        return {"op": self.op, "ranks": self.ranks, "bytes": self.nbytes,
+                "algorithm": self.algorithm, "protocol": self.protocol, "time_s": self.time_s,
+                "algbw_GBps": self.algbw_Bps / 1e9, "busbw_GBps": self.busbw_Bps / 1e9}
+
+
+def collective_time(f: Fabric, op: str, ranks, nbytes: float, algorithm: str = "auto", *,
+                    protocol: str = "auto", policy: str | None = None, matrix=None
+                    ) -> CollectiveResult:
+    """Time of a collective on a fabric, with the network to itself.
+
+    Parameters
+    ----------
+    f : Fabric
+    op : str
+        all_reduce, reduce_scatter, all_gather, all_to_all, broadcast, reduce, send_recv.
+    ranks : int or sequence of str
+        Rank count (first accelerators in locality order) or accelerator names.
+    nbytes : float
+        Message size in bytes, as nccl-tests counts it (see
+        :mod:`sim.collectives.algorithms`).
+    algorithm : str
+        An algorithm name or ``auto`` (the fastest that applies, as NCCL's tuner picks).
+    protocol : str
+        ``LL``, ``LL128``, ``Simple`` or ``auto``.
+    policy : str, optional
+        Scale-out routing policy; the fabric's default if omitted.
+    matrix : array (p, p), optional
+        Uneven all-to-all bytes (then ``nbytes`` is ignored for the bandwidth term).
+
+    Returns
+    -------
+    CollectiveResult
+    """
+    if op not in OPS:
+        raise InfeasibleError(f"unknown collective {op!r}; expected one of {', '.join(OPS)}")
+    if nbytes < 0:
+        raise InfeasibleError(f"message size must not be negative, got {nbytes}")
+    cat = f.catalog
+    algos = AUTO_ORDER if algorithm == "auto" else (algorithm,)
+    if protocol != "auto" and protocol not in cat.protocols:
+        raise InfeasibleError(f"unknown protocol {protocol!r}; expected one of "
+                              f"{', '.join(cat.protocols)} or auto")
+    best = None
+    cands = {}
+    errors = []
+    rank_t = _as_ranks(f, ranks)
+    pol = policy or f.routing
+    plans = f.__dict__.setdefault("_plans", {})
+    order = []
+    for a in algos:
+        if (op == "all_to_all" or matrix is not None) and a != "direct":
+            continue
+        if matrix is None and (op, a, rank_t, pol) in plans:
+            order.append((0.0, a, None))  # compiled already: as cheap to time as to bound
+            continue
+        try:
+            specs = phases(f, op, list(rank_t), a, matrix=matrix)
+        except InfeasibleError as e:
+            errors.append(str(e))
+            continue
+        lb = lower_bound(f, specs, rank_t, 1.0 if matrix is not None else nbytes, cat) \
+            if len(algos) > 1 else 0.0
+        order.append((lb, a, specs))
+    order.sort(key=lambda x: x[0])
+    for lb, a, _specs in order:
+        if best is not None and lb >= best[0]:
+            cands[f"{a}/*"] = float("nan")  # pruned: cannot beat the best found
+            continue
+        try:
+            plan = compile_plan(f, op, rank_t, a, policy=policy, matrix=matrix)
+        except InfeasibleError as e:
+            errors.append(str(e))
+            continue
+        protos = _protocols_for(plan, cat) if protocol == "auto" else [protocol]
+        for pr in protos:
+            if pr not in _protocols_for(plan, cat):
+                continue
+            times = phase_times(f, plan, nbytes, pr)
+            t = sum(a_ + b_ for a_, b_ in times)
+            cands[f"{a}/{pr}"] = t
+            if best is None or t < best[0] - 1e-15:
+                best = (t, a, pr, plan, times)
+    if best is None:
+        raise InfeasibleError(errors[0] if errors else f"no algorithm implements {op} here")
+    t, a, pr, plan, times = best
+    return CollectiveResult(op, plan.p, float(nbytes), a, pr, t,
+                            [(ph.name, lt, bt) for ph, (lt, bt) in zip(plan.phases, times,
+                                                                       strict=True)], cands)
