@@ -4,13 +4,22 @@ The public API. Quantities are SI floats (seconds, bytes, bytes/s, FLOP/s, watts
 """
 
 from .catalog import Catalog, load_catalog
+from .collectives import CollectiveResult, collective_time, compile_plan
 from .errors import ConfigError, InfeasibleError, RoutingError, SimError, TopologyError
 from .fabric import Fabric, Route, load_topology, summarize
+from .network import AnalyticalNetwork, FlowNetwork, Transfer, make_network
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnalyticalNetwork",
     "Catalog",
+    "CollectiveResult",
+    "FlowNetwork",
+    "Transfer",
+    "collective_time",
+    "compile_plan",
+    "make_network",
     "ConfigError",
     "Fabric",
     "InfeasibleError",

@@ -45,6 +45,117 @@ def _topo_draw(args: argparse.Namespace) -> int:
     return 0
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20,
+               "MIB": 2**20, "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TIB": 2**40}
+
+
+def _size(text: str) -> int:
+    """'1KiB' -> 1024 (nccl-tests style: K, M, G are binary)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).upper() not in _SIZE_UNITS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"cannot read size {text!r} (e.g. 8, 1KiB, 64MiB, 16GiB)",
+                          field="--sizes")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
+
+
+def _sizes(spec: str) -> list[int]:
+    """'1KiB:16GiB' (doubling), '1KiB:16GiB:4' (x4 steps) or '8,1MiB,1GiB'."""
+    from .errors import ConfigError
+
+    if "," in spec or ":" not in spec:
+        out = [_size(x) for x in spec.split(",") if x.strip()]
+    else:
+        parts = spec.split(":")
+        lo, hi = _size(parts[0]), _size(parts[1])
+        factor = int(parts[2]) if len(parts) > 2 else 2
+        if lo < 1 or hi < lo or factor < 2:
+            raise ConfigError(f"size range {spec!r} must go up from >= 1 B by a factor >= 2",
+                              field="--sizes")
+        out = []
+        x = lo
+        while x <= hi:
+            out.append(x)
+            x *= factor
+    if not out:
+        raise ConfigError(f"no sizes in {spec!r}", field="--sizes")
+    return out
+
+
+def _ranks(spec: str) -> list[int]:
+    from .errors import ConfigError
+
+    try:
+        out = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"expected rank counts like 8,64,1024, got {spec!r}",
+                          field="--ranks") from None
+    if not out or any(r < 2 for r in out):
+        raise ConfigError(f"rank counts must be at least 2, got {spec!r}", field="--ranks")
+    return out
+
+
+def _fmt_size(n: int) -> str:
+    for u, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= f and n % f == 0:
+            return f"{n // f}{u}"
+    return f"{n}B"
+
+
+def _collective(args: argparse.Namespace) -> int:
+    from .collectives import collective_time
+    from .errors import InfeasibleError
+    from .fabric import load_topology
+
+    f = load_topology(args.topology, args.set)
+    rows = []
+    for p in _ranks(args.ranks):
+        if p > f.n_accelerators:
+            raise InfeasibleError(f"--ranks {p}: {args.topology} has only "
+                                  f"{f.n_accelerators} accelerators")
+        for n in _sizes(args.sizes):
+            r = collective_time(f, args.op, p, n, args.algorithm, protocol=args.protocol,
+                                policy=args.routing)
+            rows.append(r.as_row())
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        hdr = (f"# {f.name}\n# op {args.op}, routing {args.routing or f.routing}, "
+               f"algorithm {args.algorithm}\n"
+               f"{'ranks':>6} {'size':>10} {'bytes':>13} {'time(us)':>11} {'algbw(GB/s)':>12} "
+               f"{'busbw(GB/s)':>12}  algorithm/protocol")
+        print(hdr)
+        for r in rows:
+            print(f"{r['ranks']:>6} {_fmt_size(int(r['bytes'])):>10} {int(r['bytes']):>13} "
+                  f"{r['time_s'] * 1e6:>11.2f} {r['algbw_GBps']:>12.2f} {r['busbw_GBps']:>12.2f}"
+                  f"  {r['algorithm']}/{r['protocol']}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for p in sorted({r["ranks"] for r in rows}):
+            rs = [r for r in rows if r["ranks"] == p]
+            ax.plot([r["bytes"] for r in rs], [r["busbw_GBps"] for r in rs], marker="o",
+                    ms=3, label=f"{p} ranks")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("message size (bytes)")
+        ax.set_ylabel("busbw (GB/s)")
+        ax.set_title(f"{args.op} on {f.name}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fabsim", description="Simulate AI data-center fabrics.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,6 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("-o", "--output", default="fabric.png", help="PNG/SVG/PDF path")
     dr.add_argument("--set", action="append", metavar="PATH=VALUE")
     dr.set_defaults(func=_topo_draw)
+    col = sub.add_parser("collective", help="collective time, nccl-tests style")
+    col.add_argument("--topology", required=True, help="topologies/<proposal>.yaml")
+    col.add_argument("--op", default="all_reduce",
+                     choices=["all_reduce", "reduce_scatter", "all_gather", "all_to_all",
+                              "broadcast", "reduce", "send_recv"])
+    col.add_argument("--ranks", default="8", help="rank counts, e.g. 8,64,1024")
+    col.add_argument("--sizes", default="8:8GiB",
+                     help="sizes: LO:HI[:FACTOR] or a list, e.g. 1KiB:16GiB or 8,1MiB")
+    col.add_argument("--algorithm", default="auto",
+                     choices=["auto", "ring", "tree", "halving_doubling", "direct",
+                              "hierarchical", "torus", "nvls", "sharp"])
+    col.add_argument("--protocol", default="auto", choices=["auto", "LL", "LL128", "Simple"])
+    col.add_argument("--routing", default=None, choices=["ecmp", "spray", "adaptive"],
+                     help="scale-out routing (default: the proposal's)")
+    col.add_argument("--json", action="store_true", help="print rows as JSON")
+    col.add_argument("--plot", metavar="PNG", help="draw busbw vs size")
+    col.add_argument("--set", action="append", metavar="PATH=VALUE")
+    col.set_defaults(func=_collective)
     return p
 
 

@@ -38,6 +38,7 @@ rank's rail is the index of its NIC.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -105,7 +106,12 @@ class PhaseSpec:
 
 def _spec(name, pairs, steps, *, inter=False, direct=None, pipelined=True,
           inter_frac=None) -> PhaseSpec:
-    """pairs: list of (src, dst, unit, hop)."""
+    """pairs: list of (src, dst, unit, hop), or a tuple of four arrays."""
+    if isinstance(pairs, tuple):
+        src, dst, unit, hop = pairs
+        return PhaseSpec(name, np.asarray(src, np.int64), np.asarray(dst, np.int64),
+                         np.asarray(unit, np.float64), np.asarray(hop, np.int64), steps,
+                         direct or [], inter, pipelined, inter_frac)
     if pairs:
         a = np.array(pairs, dtype=np.float64)
         src, dst, unit, hop = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2], \
@@ -127,10 +133,14 @@ def _groups(f: Fabric, ranks: list[str]) -> list[list[int]]:
 
 
 def _rail(f: Fabric, r: str) -> int:
-    nics = f.nics_of.get(r)
-    if not nics:
-        return f.local_index[r]
-    return int(f.graph.nodes[nics[0]].get("rail", 0))
+    """The rail of an accelerator: its first NIC's rail, else its index in its domain."""
+    cache = f.__dict__.setdefault("_rails", {})
+    v = cache.get(r)
+    if v is None:
+        nics = f.nics_of.get(r)
+        v = f.local_index[r] if not nics else int(f.graph.nodes[nics[0]].get("rail", 0))
+        cache[r] = v
+    return v
 
 
 def _channels(f: Fabric, ranks: list[str], groups: list[list[int]]) -> int:
@@ -154,29 +164,92 @@ def _rotations(f: Fabric, ranks: list[str], groups: list[list[int]], channels: i
     return out
 
 
-def _ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[list, bool]:
-    """Flows of one step of a (multi-channel) ring, each carrying ``unit`` per channel
-    share; returns (pairs, crosses_domains)."""
+@dataclass
+class _Layout:
+    """Ranks grouped by domain: ``G[k, i]`` is the i-th rank of the k-th domain, rotated
+    per channel so that ``rot[c][k, 0]`` is the domain's rank on rail c."""
+
+    groups: list
+    G: np.ndarray | None  # (m, q) when every domain holds q ranks, else None
+    channels: int
+    rot: list
+
+
+def _layout(f: Fabric, ranks: list[str]) -> _Layout:
+    cache = f.__dict__.setdefault("_layouts", {})
+    key = tuple(ranks)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
     groups = _groups(f, ranks)
-    p = len(ranks)
-    if len(groups) == 1:
-        return [(i, (i + 1) % p, unit, i) for i in range(p)], False
+    q = len(groups[0])
+    G = np.array(groups, np.int64) if all(len(g) == q for g in groups) else None
     ch = _channels(f, ranks, groups)
-    pairs = []
-    hop = 0
-    share = unit / ch
-    for orders in _rotations(f, ranks, groups, ch):
-        for k, od in enumerate(orders):
-            for a, b in zip(od, od[1:], strict=False):
-                pairs.append((a, b, share, hop))
+    if G is not None and ch > 1:
+        R = np.array([[_rail(f, ranks[i]) for i in g] for g in groups], np.int64)
+        rot = []
+        for c in range(ch):
+            rails = np.sort(R, axis=1)[:, c % q]  # the c-th distinct rail of each domain
+            start = np.argmax(R == rails[:, None], axis=1)
+            cols = (start[:, None] + np.arange(q)[None, :]) % q
+            rot.append(np.take_along_axis(G, cols, axis=1))
+    elif G is not None:
+        rot = [G]
+    else:
+        rot = [np.array(o, dtype=object) for o in _rotations(f, ranks, groups, ch)]
+    out = _Layout(groups, G, ch, rot)
+    if len(cache) > 64:
+        cache.clear()
+    cache[key] = out
+    return out
+
+
+def _ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[tuple, bool]:
+    """Flows of one step of a (multi-channel) ring, each carrying ``unit`` split over the
+    channels; returns ((src, dst, unit, hop) arrays, crosses_domains)."""
+    p = len(ranks)
+    lay = _layout(f, ranks)
+    if len(lay.groups) == 1:
+        i = np.arange(p)
+        return (i, (i + 1) % p, np.full(p, unit), i), False
+    if lay.G is None:  # uneven domains: the general (slow) path
+        pairs = []
+        hop = 0
+        share = unit / lay.channels
+        for orders in _rotations(f, ranks, lay.groups, lay.channels):
+            for k, od in enumerate(orders):
+                for a, b in zip(od, od[1:], strict=False):
+                    pairs.append((a, b, share, hop))
+                    hop += 1
+                entry = orders[(k + 1) % len(orders)][0]
+                if od[-1] != od[0]:
+                    pairs.append((od[-1], od[0], share, hop))
+                pairs.append((od[0], entry, share, hop))
                 hop += 1
-            nxt = orders[(k + 1) % len(orders)]
-            last, first, entry = od[-1], od[0], nxt[0]
-            if last != first:  # PXN: hand the data to the rail's GPU over the scale-up fabric
-                pairs.append((last, first, share, hop))
-            pairs.append((first, entry, share, hop))
-            hop += 1
-    return pairs, True
+        a = np.array(pairs)
+        return (a[:, 0], a[:, 1], a[:, 2], a[:, 3]), True
+    m, q = lay.G.shape
+    share = unit / lay.channels
+    src, dst, hop = [], [], []
+    h0 = 0
+    for ro in lay.rot:
+        # in-domain hops
+        s_in, d_in = ro[:, :-1].ravel(), ro[:, 1:].ravel()
+        h_in = h0 + np.arange(s_in.size)
+        h0 += s_in.size
+        # the domain's last rank hands its data to the rail rank (PXN), which sends it on
+        h_out = h0 + np.arange(m)
+        h0 += m
+        nxt = np.roll(ro[:, 0], -1)
+        src += [s_in, ro[:, -1], ro[:, 0]]
+        dst += [d_in, ro[:, 0], nxt]
+        hop += [h_in, h_out, h_out]
+        if q == 1:  # no in-domain hand-off
+            src.pop(-2)
+            dst.pop(-2)
+            hop.pop(-2)
+    src, dst, hop = np.concatenate(src), np.concatenate(dst), np.concatenate(hop)
+    return (src, dst, np.full(src.size, share), hop), True
 
 
 def _btree(m: int, rank: int) -> tuple[int, list[int]]:
@@ -207,6 +280,7 @@ def _btree(m: int, rank: int) -> tuple[int, list[int]]:
     return up, kids
 
 
+@lru_cache(maxsize=64)
 def _tree_edges(m: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
     """NCCL double binary tree over m nodes: (parent, child) edges of both trees, depth.
 
@@ -229,7 +303,8 @@ def _tree_edges(m: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], i
 # ------------------------------------------------------------------ algorithms
 def _ring(f, ranks, op):
     p = len(ranks)
-    frac = len(_groups(f, ranks)) / p if len(_groups(f, ranks)) > 1 else 0.0
+    m = len(_layout(f, ranks).groups)
+    frac = m / p if m > 1 else 0.0
     if op == "all_reduce":
         pairs, inter = _ring_pairs(f, ranks, 2 * (p - 1) / p)
         return [_spec("ring all-reduce", pairs, 2 * (p - 1), inter=inter, inter_frac=frac)]
@@ -239,12 +314,13 @@ def _ring(f, ranks, op):
                       inter_frac=frac)]
     if op in ("broadcast", "reduce"):
         # pipelined chain from (to) rank 0: every ring hop except the one into the root
-        pairs, inter = _ring_pairs(f, ranks, 1.0)
-        into_root = {h for _, d, _, h in pairs if d == 0}
-        pairs = [x for x in pairs if x[3] not in into_root]
+        (src, dst, unit, hop), inter = _ring_pairs(f, ranks, 1.0)
+        keep = ~np.isin(hop, hop[dst == 0])
+        src, dst, unit, hop = src[keep], dst[keep], unit[keep], hop[keep]
         if op == "reduce":
-            pairs = [(d, s_, u, h) for s_, d, u, h in pairs]
-        return [_spec(f"ring {op}", pairs, p - 1, inter=inter, inter_frac=frac)]
+            src, dst = dst, src
+        return [_spec(f"ring {op}", (src, dst, unit, hop), p - 1, inter=inter,
+                      inter_frac=frac)]
     if op == "send_recv":
         pairs, inter = _ring_pairs(f, ranks, 1.0)
         return [_spec("ring send/recv", pairs, 1, inter=inter, pipelined=False)]
@@ -254,38 +330,40 @@ def _ring(f, ranks, op):
 def _tree(f, ranks, op):
     if op not in ("all_reduce", "broadcast", "reduce"):
         return None
-    groups = _groups(f, ranks)
+    lay = _layout(f, ranks)
+    groups = lay.groups
     m = len(groups)
-    ch = _channels(f, ranks, groups)
-    pairs = []
-    hop = 0
+    if lay.G is None:
+        return None
     mult = 2.0 if op == "all_reduce" else 1.0  # up and down
-    for orders in _rotations(f, ranks, groups, ch):
-        share = 1.0 / ch
-        # chain inside each domain: up towards the leader orders[k][0], and back down
-        for od in orders:
-            for a, b in zip(od, od[1:], strict=False):
-                if op != "broadcast":
-                    pairs.append((b, a, share, hop))
-                if op != "reduce":
-                    pairs.append((a, b, share, hop))
-                hop += 1
-        if m > 1:
-            t1, t2, _ = _tree_edges(m)
-            for tree in (t1, t2):
-                for par, chi in tree:
-                    a, b = orders[par][0], orders[chi][0]
-                    half = share / 2
-                    if op != "broadcast":
-                        pairs.append((b, a, half, hop))
-                    if op != "reduce":
-                        pairs.append((a, b, half, hop))
-                    hop += 1
-    _, _, depth = _tree_edges(m)
-    intra = max(len(g) for g in groups) - 1
+    share = 1.0 / lay.channels
+    src, dst, unit, hop = [], [], [], []
+    h0 = 0
+    t1, t2, depth = _tree_edges(m)
+    tree = np.array(t1 + t2, np.int64).reshape(-1, 2) if m > 1 else np.zeros((0, 2), np.int64)
+    for ro in lay.rot:
+        # chain inside each domain: up towards the leader ro[k, 0], and back down
+        a, b = ro[:, :-1].ravel(), ro[:, 1:].ravel()
+        h = h0 + np.arange(a.size)
+        h0 += a.size
+        if op != "broadcast":
+            src.append(b), dst.append(a), hop.append(h), unit.append(np.full(a.size, share))
+        if op != "reduce":
+            src.append(a), dst.append(b), hop.append(h), unit.append(np.full(a.size, share))
+        if len(tree):
+            pa, ch = ro[tree[:, 0], 0], ro[tree[:, 1], 0]
+            h = h0 + np.arange(len(tree))
+            h0 += len(tree)
+            half = np.full(len(tree), share / 2)
+            if op != "broadcast":
+                src.append(ch), dst.append(pa), hop.append(h), unit.append(half)
+            if op != "reduce":
+                src.append(pa), dst.append(ch), hop.append(h), unit.append(half)
+    intra = lay.G.shape[1] - 1
     d = depth if m > 1 else 0
     steps = int(mult * (d + intra))
-    return [_spec(f"tree {op.replace('_', '-')}", pairs, max(1, steps), inter=m > 1,
+    arrays = tuple(np.concatenate(x) if x else np.zeros(0) for x in (src, dst, unit, hop))
+    return [_spec(f"tree {op.replace('_', '-')}", arrays, max(1, steps), inter=m > 1,
                   inter_frac=d / max(1, d + intra))]
 
 
@@ -445,16 +523,14 @@ def _nvls(f, ranks, op):
         return None
     m = len(groups)
     t1, t2, depth = _tree_edges(m)
-    pairs = []
-    hop = 0
-    for j in range(q):  # shard j of each domain travels the trees on rail j
-        for tree in (t1, t2):
-            for par, chi in tree:
-                a, b = groups[par][j], groups[chi][j]
-                pairs.append((b, a, 0.5 / q, hop))
-                pairs.append((a, b, 0.5 / q, hop))
-                hop += 1
-    return [_spec("NVLSTree all-reduce", pairs, 2 * depth, inter=True, direct=direct,
+    tree = np.array(t1 + t2, np.int64).reshape(-1, 2)
+    G = np.array(groups, np.int64)
+    # shard j of each domain travels both trees on rail j (column j of every domain)
+    pa, ch = G[tree[:, 0]].ravel(), G[tree[:, 1]].ravel()
+    h = np.arange(pa.size)
+    arrays = (np.concatenate([ch, pa]), np.concatenate([pa, ch]),
+              np.full(2 * pa.size, 0.5 / q), np.concatenate([h, h]))
+    return [_spec("NVLSTree all-reduce", arrays, 2 * depth, inter=True, direct=direct,
                   inter_frac=1.0)]
 
 
@@ -489,17 +565,14 @@ def _sharp(f, ranks, op):
         elif q > 1:
             for i, a in enumerate(g):  # ring reduce-scatter + all-gather inside the domain
                 pairs.append((a, g[(i + 1) % q], 2 * (q - 1) / q, a))
-    c = f.compile()
-    tree: dict = {}
-    for j in range(q):
-        root = ranks[groups[0][j]]
-        for k in range(1, len(groups)):
-            links, _, _ = router.links(ranks[groups[k][j]], root, "ecmp", 0)
-            for lk in links.tolist():  # the link and its reverse carry the shard once
-                tree[lk] = 1.0 / q
-                tree[c.edge_index[(c.node_names[c.link_dst[lk]],
-                                   c.node_names[c.link_src[lk]])]] = 1.0 / q
-    direct += [(lk, None, b, 1.0) for lk, b in tree.items()]
+    from ..fabric.clos_routes import ecmp_link_sets
+
+    # the reduction tree of rail j: the union of the routes to rail j's root; each of its
+    # links (and the reverse) carries the rail's shard once
+    src = [ranks[groups[k][j]] for j in range(q) for k in range(1, len(groups))]
+    dst = [ranks[groups[0][j]] for j in range(q) for k in range(1, len(groups))]
+    tree = ecmp_link_sets(f, src, dst)
+    direct += [(int(lk), None, 1.0 / q, 1.0) for lk in tree.tolist()]
     tiers = f.meta.setdefault("_switch_tiers", len({
         d.get("tier", 0) for _, d in f.graph.nodes(data=True) if d.get("kind") == "switch"}))
     return [_spec("CollNet/SHARP all-reduce", pairs, 2 * max(1, tiers), inter=True,

@@ -102,45 +102,143 @@ class Plan:
 def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, policy: str):
     """CSR routes and per-flow latency for flows src[k] -> dst[k] (rank indices).
 
-    Flows inside one NVSwitch domain are vectorised (GPU uplink + downlink); the rest go
-    through the (cached) router.
+    Three paths, fastest first: flows inside one NVSwitch domain (GPU uplink + downlink),
+    ECMP flows on a regular Clos (:class:`~sim.fabric.clos_routes.ClosIndex`, numpy, the
+    same routes as the router), and the rest one by one through the cached router (PXN,
+    spraying, tori, irregular fabrics).
     """
     c = f.compile()
     n = len(src)
     ei = c.edge_index
-    names = [ranks[i] for i in range(len(ranks))]
+    names = ranks
+    node = np.array([c.node_index[r] for r in names], np.int64)
     dom = np.array([f.domain_of[r] for r in names])
-    sw_of = f.domain_switch
     up = np.full(len(names), -1, np.int64)
     down = np.full(len(names), -1, np.int64)
+    nic = np.full(len(names), -1, np.int64)
     for i, r in enumerate(names):
-        sw = sw_of.get(dom[i])
+        sw = f.domain_switch.get(dom[i])
         if sw is not None:
             up[i] = ei[(r, sw)]
             down[i] = ei[(sw, r)]
+        ns = f.nics_of.get(r)
+        if ns:
+            nic[i] = c.node_index[ns[0]]
+    counts = np.zeros(n, np.int64)
     same = (dom[src] == dom[dst]) & (up[src] >= 0)
-    counts = np.where(same, 2, 0).astype(np.int64)
-    other_routes = {}
+    counts[same] = 2
+    # --- vectorised ECMP on a regular Clos
+    vec = np.zeros(n, bool)
+    ix = None
+    if policy == "ecmp" and (~same).any():
+        from ..fabric.clos_routes import ClosIndex
+
+        ix = ClosIndex.of(f)
+    if ix is not None:
+        cand = np.nonzero(~same & (dom[src] != dom[dst]) & (nic[src] >= 0) &
+                          (nic[dst] >= 0))[0]
+        if len(cand):
+            path, length, ok = ix.ecmp(nic[src[cand]], nic[dst[cand]], node[src[cand]],
+                                       node[dst[cand]])
+            cand, path, length = cand[ok], path[ok], length[ok]
+            vec[cand] = True
+            counts[cand] = length + 1  # acc->nic, path links, nic->acc
+    # --- spraying on a regular Clos: flows under the same pair of leaves share one split
+    pre = None
+    if policy != "ecmp" and (~same).any():
+        from ..fabric.clos_routes import ClosIndex
+
+        ix_s = ClosIndex.of(f)
+        if ix_s is not None:
+            cand = np.nonzero(~same & (dom[src] != dom[dst]) & (nic[src] >= 0) &
+                              (nic[dst] >= 0))[0]
+            la, lb = ix_s.nic_leaf[nic[src[cand]]], ix_s.nic_leaf[nic[dst[cand]]]
+            cand = cand[(la >= 0) & (lb >= 0)]
+            if len(cand):
+                pre, mid_lat = _spray_loads(f, ix_s, names, src, dst, nic, cand)
+                pre = (cand,) + pre
+                vec[cand] = True
+                counts[cand] = 4  # accelerator -> NIC -> leaf ... leaf -> NIC -> accelerator
+    # --- one at a time
     router = f.router
-    for k in np.nonzero(~same)[0]:
-        r = router.links(names[src[k]], names[dst[k]], policy, 0)  # one flow per rank pair
-        other_routes[k] = r
-        counts[k] = len(r[0])
+    others = np.nonzero(~same & ~vec)[0]
+    o_links: list = []
+    o_w: list = []
+    o_lat = np.empty(len(others))
+    for j, k in enumerate(others.tolist()):
+        lk, w, lt = router.links(names[src[k]], names[dst[k]], policy, 0)  # one flow/pair
+        counts[k] = len(lk)
+        o_links.extend(lk)
+        o_w.extend(w)
+        o_lat[j] = lt
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
     links = np.empty(indptr[-1], np.int64)
     weights = np.ones(indptr[-1], np.float64)
-    lat = np.empty(n)
+    lat = np.zeros(n)
     idx = np.nonzero(same)[0]
     links[indptr[idx]] = up[src[idx]]
     links[indptr[idx] + 1] = down[dst[idx]]
     lat[idx] = c.latency_s[up[src[idx]]] + c.latency_s[down[dst[idx]]]
-    for k, (lk, w, lt) in other_routes.items():
-        links[indptr[k]:indptr[k + 1]] = lk
-        weights[indptr[k]:indptr[k + 1]] = w
-        lat[k] = lt
+    if pre is not None:
+        rows = pre[0]
+        na, nb = nic[src[rows]], nic[dst[rows]]
+        legs = [ix_s.edges(node[src[rows]], na), ix_s.edges(na, ix_s.nic_leaf[na]),
+                ix_s.edges(ix_s.nic_leaf[nb], nb), ix_s.edges(nb, node[dst[rows]])]
+        lat[rows] = mid_lat
+        for col, lk in enumerate(legs):
+            links[indptr[rows] + col] = lk
+            lat[rows] += c.latency_s[lk]
+    elif vec.any():
+        # accelerator, scale-out path (nic ... nic), accelerator
+        full = np.full((len(cand), path.shape[1] + 2), -1, np.int64)
+        full[:, 0] = node[src[cand]]
+        full[:, 1:-1] = path
+        full[np.arange(len(cand)), length + 1] = node[dst[cand]]
+        for col in range(full.shape[1] - 1):
+            has = col < length + 1
+            if not has.any():
+                continue
+            rows = cand[has]
+            lk = ix.edges(full[has, col], full[has, col + 1])
+            links[indptr[rows] + col] = lk
+            lat[rows] += c.latency_s[lk]
+    if len(others):
+        starts = indptr[others]
+        lens = counts[others]
+        pos = np.repeat(starts - np.cumsum(np.concatenate(([0], lens[:-1]))), lens) + \
+            np.arange(lens.sum())
+        links[pos] = np.array(o_links, dtype=np.int64)
+        weights[pos] = np.array(o_w, dtype=np.float64)
+        lat[others] = o_lat
     inter = dom[src] != dom[dst]
-    return indptr, links, weights, lat, inter
+    return indptr, links, weights, lat, inter, pre
+
+
+def _spray_loads(f: Fabric, ix, names, src, dst, nic, cand):
+    """Sprayed flows NIC to NIC on a regular Clos, grouped by (source leaf, destination
+    leaf): every flow of a group splits the same way between the two leaves.
+
+    Returns ((group of each flow, [(links, weights) of each group's leaf-to-leaf split]),
+    middle latency of each flow).
+    """
+    router = f.router
+    c = f.compile()
+    la = ix.nic_leaf[nic[src[cand]]]
+    lb = ix.nic_leaf[nic[dst[cand]]]
+    uniq, first, inv = np.unique(la * ix.n + lb, return_index=True, return_inverse=True)
+    pats = []
+    mid = np.empty(len(uniq))
+    for g_, j in enumerate(first.tolist()):
+        k = cand[j]
+        a_nic, b_nic = c.node_names[nic[src[k]]], c.node_names[nic[dst[k]]]
+        loads = {e: w for e, w in router._spray(a_nic, b_nic).items()
+                 if e[0] != a_nic and e[1] != b_nic}  # the NIC legs are per flow
+        lk = np.array([c.edge_index[e] for e in loads], np.int64)
+        w = np.array(list(loads.values()), np.float64)
+        pats.append((lk, w))
+        mid[g_] = float(np.dot(c.latency_s[lk], w)) if len(lk) else 0.0
+    return (inv, pats), mid[inv]
 
 
 def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.ndarray
@@ -151,8 +249,14 @@ def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.
     path_intra = path_inter = 0.0
     inter_share = 0.0
     if len(ph.src):
-        indptr, links, weights, lat, inter = _route_arrays(f, ranks, ph.src, ph.dst, policy)
+        indptr, links, weights, lat, inter, pre = _route_arrays(f, ranks, ph.src, ph.dst,
+                                                                 policy)
         loads = link_loads(indptr, links, weights, ph.unit, n_links)
+        if pre is not None:  # sprayed leaf-to-leaf splits, once per group of flows
+            rows, inv, pats = pre
+            totals = np.bincount(inv, weights=ph.unit[rows], minlength=len(pats))
+            for (lk, w), tot in zip(pats, totals.tolist(), strict=True):
+                np.add.at(loads, lk, w * tot)
         # a logical hop's latency is the sum of its legs (PXN relay + network leg)
         hop_lat = np.bincount(ph.hop - ph.hop.min(), weights=lat)
         hop_inter = np.bincount(ph.hop - ph.hop.min(), weights=inter.astype(float)) > 0
@@ -163,19 +267,23 @@ def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.
         inter_share = float(hop_inter.mean())
     kind = "flows"
     eff = np.ones(n_links)  # in-network operations run below line rate
-    for u, v, b, e in ph.direct_links:
-        lk = u if v is None else c.edge_index[(u, v)]  # a link id, or a node pair
-        if v is None:
-            u = c.node_names[c.link_src[lk]]
-        loads[lk] += b
-        eff[lk] = min(eff[lk], e)
+    if ph.direct_links:
+        ei = c.edge_index
+        lk = np.array([u if v is None else ei[(u, v)] for u, v, _, _ in ph.direct_links],
+                      np.int64)  # each entry names a link id or a node pair
+        b = np.array([x[2] for x in ph.direct_links])
+        e = np.array([x[3] for x in ph.direct_links])
+        np.add.at(loads, lk, b)
+        np.minimum.at(eff, lk, e)
         kind = "nvls" if ph.name.startswith("NVLS") and not ph.inter else \
             "nvlstree" if ph.name.startswith("NVLS") else "sharp"
-        lat_uv = float(c.latency_s[lk])
-        if ph.inter and f.graph.nodes[u].get("kind") == "switch":
-            path_inter = max(path_inter, lat_uv)
-        else:
-            path_intra = max(path_intra, lat_uv)
+        from_switch = _packet_switch_mask(f)[c.link_src[lk]]
+        lat_d = c.latency_s[lk]
+        if ph.inter and from_switch.any():
+            path_inter = max(path_inter, float(lat_d[from_switch].max()))
+        rest = ~from_switch if ph.inter else np.ones(len(lk), bool)
+        if rest.any():
+            path_intra = max(path_intra, float(lat_d[rest].max()))
     nz = np.nonzero(loads)[0]
     unit = loads[nz]
     unit_time = float((unit / (cap[nz] * eff[nz])).max()) if len(nz) else 0.0
@@ -232,6 +340,17 @@ def compile_plan(f: Fabric, op: str, ranks, algorithm: str, *, policy: str | Non
     if key is not None:
         cache[key] = plan
     return plan
+
+
+def _packet_switch_mask(f: Fabric) -> np.ndarray:
+    """Boolean per node index: is it a packet switch (cached per compiled fabric)."""
+    c = f.compile()
+    hit = f.__dict__.get("_is_switch")
+    if hit is None or hit[0] is not c:
+        g = f.graph
+        hit = (c, np.array([g.nodes[x].get("kind") == "switch" for x in c.node_names]))
+        f.__dict__["_is_switch"] = hit
+    return hit[1]
 
 
 def _capacity(f: Fabric) -> np.ndarray:

@@ -97,10 +97,14 @@ class Router:
         self._lat = self.c.latency_s.tolist()
         self._meet_cache: dict[tuple, tuple] = {}
         self._lcache: dict[tuple, tuple] = {}
+        self._tiers: dict[str, int] = {}
 
     # ------------------------------------------------------------- up/down sets
     def _tier(self, n: str) -> int:
-        return self.g.nodes[n].get("tier", 0)
+        t = self._tiers.get(n)
+        if t is None:
+            t = self._tiers[n] = self.g.nodes[n].get("tier", 0)
+        return t
 
     def up(self, n: str) -> list[str]:
         """Scale-out neighbours one tier up (sorted, for deterministic hashing)."""
@@ -141,20 +145,19 @@ class Router:
 
     # --------------------------------------------------------------- entry point
     def links(self, src: str, dst: str, policy: str, flow: int) -> tuple:
-        """(link ids, weights, latency) of a route: the lean form kernels need (cached)."""
+        """(link ids, weights, latency) of a route as lists: the lean form kernels need
+        (cached)."""
         key = (src, dst, policy, flow if policy == "ecmp" else 0)
         r = self._lcache.get(key)
         if r is None:
             hit = self._cache.get(key)
             if hit is not None:
-                r = (hit.links, hit.weights, hit.latency_s)
+                r = (hit.links.tolist(), hit.weights.tolist(), hit.latency_s)
             else:
                 loads = self._route(src, dst, policy, flow, lean=True)
-                ids = sorted(loads)
                 lat = self._lat
-                r = (np.array(ids, dtype=np.int64),
-                     np.array([loads[i] for i in ids], dtype=np.float64),
-                     sum(lat[i] * loads[i] for i in ids))
+                r = (list(loads), list(loads.values()),
+                     sum(lat[i] * w for i, w in loads.items()))
             self._lcache[key] = r
         return r
 
@@ -264,12 +267,28 @@ class Router:
             v = cands[flow_hash(si, di, flow, idx[v]) % len(cands)] if len(cands) > 1 \
                 else cands[0]
             path.append(v)
+        below = self._below(b)
+        g = self.g
         while v != b:
-            cands = [w for w in self.down(v) if w == b or w in anc_b]
+            # children of v towards b: b's ancestors one tier down that v links to
+            cands = [w for w in below.get(self._tier(v) - 1, ()) if w in g._adj[v]]
+            if not cands:
+                cands = [w for w in self.down(v) if w == b or w in anc_b]
             v = cands[flow_hash(si, di, flow, idx[v]) % len(cands)] if len(cands) > 1 \
                 else cands[0]
             path.append(v)
         return path
+
+    def _below(self, b: str) -> dict:
+        """NIC b and its ancestors grouped by tier, sorted by node index (cached)."""
+        key = ("below", b)
+        hit = self._meet_cache.get(key)
+        if hit is None:
+            hit = {}
+            for n in sorted(self.ancestors(b) | {b}, key=self._idx.__getitem__):
+                hit.setdefault(self._tier(n) if n != b else 0, []).append(n)
+            self._meet_cache[key] = hit
+        return hit
 
     def _spray(self, a: str, b: str) -> dict:
         """Per-edge fractions of an even split at every hop over the up/down paths a -> b."""
