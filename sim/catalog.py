@@ -137,7 +137,7 @@ class Library:
     """Collective library constants (channels, NVLS chunking, per-chunk overhead)."""
 
     max_channels: int
-    nvls_channels: int
+    nvls_channels: dict  # accelerator id (or "default") -> NVLS channels
     nvls_latency_s: float
     nvls_net_latency_s: float
     nvls_max_chunk_B: float
@@ -351,10 +351,21 @@ def _read_protocol(key: str, n: Node) -> Protocol:
     return pr
 
 
+def _channels_map(n: Node, key: str) -> dict:
+    """An int, or a mapping accelerator id -> int with a ``default``."""
+    if isinstance(n.raw(key), int):
+        return {"default": n.integer(key, minimum=1)}
+    m = n.sub(key)
+    out = {k: m.integer(k, minimum=1) for k in m.keys()}
+    if "default" not in out:
+        raise m.error("default", "required field is missing")
+    return out
+
+
 def _read_library(n: Node) -> Library:
     lib = Library(
         max_channels=n.integer("max_channels", minimum=1),
-        nvls_channels=n.integer("nvls_channels", minimum=1),
+        nvls_channels=_channels_map(n, "nvls_channels"),
         nvls_latency_s=n.quantity("nvls_latency", "time", allow_zero=True),
         nvls_net_latency_s=n.quantity("nvls_net_latency", "time", allow_zero=True),
         nvls_max_chunk_B=n.quantity("nvls_max_chunk", "bytes"),

@@ -156,6 +156,29 @@ def _collective(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .validation import collective_cases, summarize_errors
+
+    if args.what != "collectives":
+        from .errors import ConfigError
+
+        raise ConfigError(f"validation of {args.what!r} is not available yet; "
+                          "available: collectives")
+    df = collective_cases()
+    if args.json:
+        print(df.to_json(orient="records", indent=1))
+        return 0
+    with pd.option_context("display.width", 160, "display.max_rows", 200):
+        show = df.assign(size=[_fmt_size(int(b)) for b in df["bytes"]])
+        print(show[["case", "size", "metric", "measured", "predicted", "error_pct",
+                    "algorithm"]].to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+        print()
+        print(summarize_errors(df).to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fabsim", description="Simulate AI data-center fabrics.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -191,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--plot", metavar="PNG", help="draw busbw vs size")
     col.add_argument("--set", action="append", metavar="PATH=VALUE")
     col.set_defaults(func=_collective)
+    val = sub.add_parser("validate", help="compare predictions with published measurements")
+    val.add_argument("what", choices=["collectives", "training"])
+    val.add_argument("--json", action="store_true")
+    val.set_defaults(func=_validate)
     return p
 
 

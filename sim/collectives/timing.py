@@ -155,7 +155,8 @@ def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, pol
             la, lb = ix_s.nic_leaf[nic[src[cand]]], ix_s.nic_leaf[nic[dst[cand]]]
             cand = cand[(la >= 0) & (lb >= 0)]
             if len(cand):
-                pre, mid_lat = _spray_loads(f, ix_s, names, src, dst, nic, cand)
+                pre, mid_lat, cand = _spray_loads(f, ix_s, names, src, dst, nic, cand)
+            if len(cand):
                 pre = (cand,) + pre
                 vec[cand] = True
                 counts[cand] = 4  # accelerator -> NIC -> leaf ... leaf -> NIC -> accelerator
@@ -220,13 +221,24 @@ def _spray_loads(f: Fabric, ix, names, src, dst, nic, cand):
     leaf): every flow of a group splits the same way between the two leaves.
 
     Returns ((group of each flow, [(links, weights) of each group's leaf-to-leaf split]),
-    middle latency of each flow).
+    middle latency of each flow, the flows handled: those whose leaves share a switch).
     """
     router = f.router
     c = f.compile()
     la = ix.nic_leaf[nic[src[cand]]]
     lb = ix.nic_leaf[nic[dst[cand]]]
     uniq, first, inv = np.unique(la * ix.n + lb, return_index=True, return_inverse=True)
+    # leaf pairs that share no switch (rail-only, across rails) need the PXN relay: the
+    # one-at-a-time router handles those flows
+    linked = np.array([router.connected(c.node_names[nic[src[cand[j]]]],
+                                        c.node_names[nic[dst[cand[j]]]])
+                       for j in first.tolist()], bool)
+    if not linked.all():
+        keep = linked[inv]
+        cand = cand[keep]
+        if not len(cand):
+            return None, None, cand
+        return _spray_loads(f, ix, names, src, dst, nic, cand)
     pats = []
     mid = np.empty(len(uniq))
     for g_, j in enumerate(first.tolist()):
@@ -238,7 +250,7 @@ def _spray_loads(f: Fabric, ix, names, src, dst, nic, cand):
         w = np.array(list(loads.values()), np.float64)
         pats.append((lk, w))
         mid[g_] = float(np.dot(c.latency_s[lk], w)) if len(lk) else 0.0
-    return (inv, pats), mid[inv]
+    return (inv, pats), mid[inv], cand
 
 
 def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.ndarray
@@ -251,7 +263,10 @@ def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.
     if len(ph.src):
         indptr, links, weights, lat, inter, pre = _route_arrays(f, ranks, ph.src, ph.dst,
                                                                  policy)
-        loads = link_loads(indptr, links, weights, ph.unit, n_links)
+        loads = link_loads(np.ascontiguousarray(indptr, np.int64),
+                           np.ascontiguousarray(links, np.int64),
+                           np.ascontiguousarray(weights, np.float64),
+                           np.ascontiguousarray(ph.unit, np.float64), int(n_links))
         if pre is not None:  # sprayed leaf-to-leaf splits, once per group of flows
             rows, inv, pats = pre
             totals = np.bincount(inv, weights=ph.unit[rows], minlength=len(pats))
@@ -401,8 +416,9 @@ def _channels(n: float, proto, lib, p: int, ring: bool) -> int:
     return int(max(1, min(lib.max_channels, math.floor(n / (proto.threads * thr)))))
 
 
-def _nvls_chunk(n: float, lib, p: int) -> float:
-    ops = lib.nvls_channels * p
+def _nvls_chunk(n: float, channels: int, lib, p: int) -> float:
+    """NCCL's NVLS chunk (enqueue.cc calcCollChunking): smaller for smaller messages."""
+    ops = channels * p
     c = lib.nvls_max_chunk_B
     if n < 2 * ops * c:
         return 16 * 1024.0
@@ -430,8 +446,10 @@ def phase_times(f: Fabric, plan: Plan, nbytes: float, protocol: str) -> list[tup
             sw = f.domain_switch[f.domain_of[plan.ranks[0]]]
             eff_r = cat.switches[f.graph.nodes[sw]["model"]].reduction_efficiency
             q = sum(1 for r in plan.ranks if f.domain_of[r] == f.domain_of[plan.ranks[0]])
-            c = _nvls_chunk(n, lib, q)
-            b_ch = b_inj * eff_r / lib.nvls_channels
+            acc = f.graph.nodes[plan.ranks[0]]["model"]
+            nch = lib.nvls_channels.get(acc, lib.nvls_channels["default"])
+            c = _nvls_chunk(n, nch, lib, q)
+            b_ch = b_inj * eff_r / nch
             ce = c / (c + lib.chunk_overhead_s * b_ch)
             lat = lib.nvls_latency_s
             if ph.kind == "nvlstree":

@@ -1,0 +1,199 @@
+"""Collective algorithms on fabrics: closed forms on uniform links, the fabric effects that
+matter in practice (ECMP collisions, in-network reduction, oversubscription), and bad
+requests."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.catalog import load_catalog
+from sim.collectives import collective_time, compile_plan, phase_times
+from sim.errors import InfeasibleError
+from sim.fabric import load_topology, nvswitch_node, torus
+
+CAT = load_catalog()
+TOPO = Path(__file__).resolve().parents[2] / "topologies"
+B = 450e9 * CAT.links["nvlink4"].protocol_efficiency  # one H100's NVLink, per direction
+GIB = 2**30
+
+
+@pytest.fixture(scope="module")
+def dgx():
+    return nvswitch_node("DGX-H100")
+
+
+@pytest.fixture(scope="module")
+def ib():
+    return load_topology(TOPO / "dgx-h100-superpod-ib.yaml")
+
+
+@pytest.fixture(scope="module")
+def roce():
+    return load_topology(TOPO / "dgx-h100-superpod-roce.yaml")
+
+
+def _unit(plan):
+    return sum(ph.unit_time_s for ph in plan.phases)
+
+
+@pytest.mark.parametrize("p", [2, 4, 8])
+def test_ring_all_reduce_alpha_beta_closed_form(dgx, p):
+    """T = base + 2(p-1) alpha + 2(p-1)/p n / B' on uniform links, to 1e-9."""
+    plan = compile_plan(dgx, "all_reduce", p, "ring")
+    assert plan.phases[0].steps == 2 * (p - 1)
+    assert _unit(plan) == pytest.approx(2 * (p - 1) / p / B, rel=1e-9)
+    proto = CAT.protocols["LL128"]
+    c = dgx.compile()
+    path = c.latency_s[c.edge_index[("s0.g0", "s0.nvs")]] + \
+        c.latency_s[c.edge_index[("s0.nvs", "s0.g1")]]
+    alpha = max(proto.hop_latency_nvlink_s, path)
+    n = GIB  # large enough for every channel
+    t = sum(a + b for a, b in phase_times(dgx, plan, n, "LL128"))
+    want = proto.base_latency_s + 2 * (p - 1) * alpha + 2 * (p - 1) / p * n / (
+        proto.bandwidth_factor * B)
+    assert t == pytest.approx(want, rel=1e-9)
+
+
+def test_halving_doubling_closed_form(dgx):
+    plan = compile_plan(dgx, "all_reduce", 8, "halving_doubling")
+    assert [ph.steps for ph in plan.phases] == [1] * 6  # 2 log2 p exchange steps
+    assert [ph.unit_time_s * B for ph in plan.phases] == pytest.approx(
+        [1 / 2, 1 / 4, 1 / 8, 1 / 8, 1 / 4, 1 / 2], rel=1e-9)
+    assert _unit(plan) == pytest.approx(2 * 7 / 8 / B, rel=1e-9)
+    with pytest.raises(InfeasibleError, match="does not implement"):
+        compile_plan(dgx, "all_reduce", 6, "halving_doubling")  # not a power of two
+
+
+def test_tree_in_one_domain_is_a_chain(dgx):
+    plan = compile_plan(dgx, "all_reduce", 8, "tree")
+    # an interior rank sends n up and n down the chain
+    assert _unit(plan) == pytest.approx(2 / B, rel=1e-9)
+    assert plan.phases[0].steps == 2 * 7
+
+
+@pytest.mark.parametrize("op, algo, unit", [
+    ("reduce_scatter", "ring", 7 / 8), ("all_gather", "ring", 7 / 8),
+    ("all_to_all", "direct", 7 / 8), ("broadcast", "ring", 1.0), ("reduce", "ring", 1.0),
+    ("send_recv", "direct", 1.0),
+])
+def test_other_ops_closed_forms(dgx, op, algo, unit):
+    plan = compile_plan(dgx, op, 8, algo)
+    assert _unit(plan) == pytest.approx(unit / B, rel=1e-9)
+
+
+def test_uneven_all_to_all_follows_the_matrix(dgx):
+    m = np.zeros((8, 8))
+    m[0, 1:] = 1e6  # rank 0 sends 1 MB to everyone: its uplink carries 7 MB
+    m[3, 0] = 2e6
+    r = collective_time(dgx, "all_to_all", 8, 0, matrix=m)
+    plan = compile_plan(dgx, "all_to_all", 8, "direct", matrix=m)
+    assert plan.absolute and _unit(plan) == pytest.approx(7e6 / B, rel=1e-9)
+    assert r.algorithm == "direct"
+
+
+def test_nvls_moves_n_times_p_plus_one_over_p(dgx):
+    plan = compile_plan(dgx, "all_reduce", 8, "nvls")
+    eff = CAT.switches["NVSwitch-gen4"].reduction_efficiency
+    assert _unit(plan) == pytest.approx((1 + 1 / 8) / (B * eff), rel=1e-9)
+
+
+def test_torus_bidirectional_rings_closed_form():
+    f = torus((4, 4, 4))
+    b = CAT.links["ici-v4"].bandwidth_Bps * CAT.links["ici-v4"].protocol_efficiency
+    plan = compile_plan(f, "all_reduce", f.accelerators, "torus")
+    # per dimension d: data fraction prod_{e<d} 1/k_e, (k-1)/k of it, half each way; RS + AG
+    want = 2 * sum((1 / 4) ** d * (3 / 4) / 2 for d in range(3)) / b
+    assert _unit(plan) == pytest.approx(want, rel=1e-9)
+    assert [ph.steps for ph in plan.phases] == [3] * 6
+
+
+def test_in_network_reduction_halves_network_bytes(ib):
+    """SHARP: each NIC sends its rail's shard once; a ring sends 2(p-1)/p of it."""
+    p, q = 64, 8
+    ring = compile_plan(ib, "all_reduce", p, "ring")
+    sharp = compile_plan(ib, "all_reduce", p, "sharp")
+    c = ib.compile()
+
+    def nic_up(plan):
+        out = 0.0
+        for ph in plan.phases:
+            for lk, u in zip(ph.links, ph.unit, strict=True):
+                if ib.graph.nodes[c.node_names[c.link_src[lk]]]["kind"] == "nic":
+                    out = max(out, u)
+        return out
+
+    assert nic_up(ring) == pytest.approx(2 * (p - 1) / p / q, rel=1e-9)
+    assert nic_up(sharp) == pytest.approx(1 / q, rel=1e-9)
+    assert nic_up(ring) / nic_up(sharp) == pytest.approx(2 * (p - 1) / p)
+
+
+def _cross_unit_pairs(f, unit_servers=32, rail=0):
+    """Rank order a0, b0, a1, b1, ...: the rail GPU of server i of unit 0 and of unit 1,
+    so that every send/recv hop (i -> i+1) crosses the spine tier, one flow per NIC."""
+    rail_gpus = [a for a in f.accelerators if f.local_index[a] == rail]
+    a, b = rail_gpus[:unit_servers], rail_gpus[unit_servers:2 * unit_servers]
+    return [x for pair in zip(a, b, strict=True) for x in pair]
+
+
+def test_ecmp_collisions_cost_bandwidth_that_spraying_keeps(roce):
+    """Per-flow ECMP pins each of the 32 leaf-crossing flows to a spine by hash, so some
+    uplinks carry several while others idle; spraying splits every flow evenly and runs
+    at NIC speed."""
+    ranks = _cross_unit_pairs(roce)
+    e = compile_plan(roce, "send_recv", ranks, "direct", policy="ecmp")
+    s = compile_plan(roce, "send_recv", ranks, "direct", policy="spray")
+    nic = 400e9 / 8 * CAT.links["eth-400g"].protocol_efficiency
+    assert _unit(s) == pytest.approx(1 / nic, rel=1e-9)
+    assert _unit(e) > 1.3 * _unit(s)
+
+
+def test_oversubscription_slows_only_what_crosses_the_tier(ib):
+    two = load_topology(TOPO / "dgx-h100-superpod-2to1.yaml")
+    rail0 = [a for a in ib.accelerators if ib.local_index[a] == 0]
+    inside = rail0[:32]  # one scalable unit: one rail leaf, no spine
+    across = _cross_unit_pairs(ib)  # every flow climbs to the spines
+    t_in = [collective_time(f, "send_recv", inside, GIB, "direct").time_s for f in (ib, two)]
+    t_x = [collective_time(f, "send_recv", across, GIB, "direct").time_s for f in (ib, two)]
+    assert t_in[1] == pytest.approx(t_in[0], rel=1e-12)
+    assert t_x[1] > 1.8 * t_x[0]  # half the uplinks: about twice the time
+
+
+def test_rail_only_pays_nvlink_hops_for_cross_rail_all_to_all():
+    ro = load_topology(TOPO / "dgx-h100-superpod-rail-only.yaml")
+    plan = compile_plan(ro, "all_to_all", 64, "direct")
+    kinds = {ro.graph.nodes[ro.compile().node_names[ro.compile().link_dst[lk]]]["kind"]
+             for ph in plan.phases for lk in ph.links}
+    assert {"nvswitch", "switch", "nic"} <= kinds
+
+
+def test_auto_reports_choice_and_candidates(dgx, ib):
+    small = collective_time(dgx, "all_reduce", 8, 1024)
+    big = collective_time(dgx, "all_reduce", 8, GIB)
+    assert small.protocol == "LL" and big.algorithm == "nvls"
+    assert big.time_s == min(v for v in big.candidates.values() if not math.isnan(v))
+    multi = collective_time(ib, "all_reduce", 1024, GIB)
+    assert multi.algorithm in ("sharp", "nvls", "tree")
+
+
+def test_determinism(roce):
+    a = collective_time(roce, "all_reduce", 256, 123456789, policy="ecmp")
+    f2 = load_topology(TOPO / "dgx-h100-superpod-roce.yaml")
+    b = collective_time(f2, "all_reduce", 256, 123456789, policy="ecmp")
+    assert a.time_s == b.time_s and a.algorithm == b.algorithm
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(op="all_reduce", ranks=1, nbytes=8), "ranks requested"),
+    (dict(op="all_reduce", ranks=9, nbytes=8), "has 8 accelerators"),
+    (dict(op="gather", ranks=8, nbytes=8), "unknown collective"),
+    (dict(op="all_reduce", ranks=8, nbytes=-1), "negative"),
+    (dict(op="all_reduce", ranks=8, nbytes=8, algorithm="bogus"), "unknown algorithm"),
+    (dict(op="all_reduce", ranks=8, nbytes=8, protocol="LL256"), "unknown protocol"),
+])
+def test_bad_requests(dgx, kw, match):
+    with pytest.raises(InfeasibleError, match=match):
+        collective_time(dgx, **kw)
