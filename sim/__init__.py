@@ -4,7 +4,7 @@ The public API. Quantities are SI floats (seconds, bytes, bytes/s, FLOP/s, watts
 """
 
 from .catalog import Catalog, load_catalog
-from .collectives import CollectiveResult, collective_time, compile_plan
+from .collectives import CollectiveResult, collective_time, compile_plan, run_collective
 from .errors import ConfigError, InfeasibleError, RoutingError, SimError, TopologyError
 from .fabric import Fabric, Route, load_topology, summarize
 from .network import AnalyticalNetwork, FlowNetwork, Transfer, make_network
@@ -20,6 +20,7 @@ __all__ = [
     "collective_time",
     "compile_plan",
     "make_network",
+    "run_collective",
     "ConfigError",
     "Fabric",
     "InfeasibleError",

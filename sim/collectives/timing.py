@@ -604,3 +604,33 @@ def collective_time(f: Fabric, op: str, ranks, nbytes: float, algorithm: str = "
     return CollectiveResult(op, plan.p, float(nbytes), a, pr, t,
                             [(ph.name, lt, bt) for ph, (lt, bt) in zip(plan.phases, times,
                                                                        strict=True)], cands)
+
+
+def run_collective(env, net, op: str, ranks, nbytes: float, algorithm: str = "auto", *,
+                   protocol: str = "auto", policy: str | None = None, tag: str = ""):
+    """SimPy process: run a collective through a network model, phase after phase.
+
+    Use as ``result = yield env.process(run_collective(env, net, "all_reduce", ranks, n))``.
+    Each phase is one :class:`~sim.network.Transfer` of its true bytes; what the protocol
+    costs beyond moving those bytes at link rate (LL's flag words, idle channels, per-chunk
+    synchronisation, hop latencies) is the transfer's latency, so alone on the network the
+    collective takes exactly :func:`collective_time`, and under contention only its bytes
+    compete for links.
+
+    Returns
+    -------
+    CollectiveResult
+        The algorithm chosen and the time it took on SimPy's clock.
+    """
+    f = net.fabric
+    res = collective_time(f, op, ranks, nbytes, algorithm, protocol=protocol, policy=policy)
+    plan = compile_plan(f, op, ranks, res.algorithm, policy=policy)
+    times = phase_times(f, plan, nbytes, res.protocol)
+    start = env.now
+    scale = 1.0 if plan.absolute else float(nbytes)
+    for ph, (lat, bw) in zip(plan.phases, times, strict=True):
+        ideal = scale * float((ph.unit / net.capacity[ph.links]).max()) if len(ph.links) else 0
+        yield net.transfer(Transfer(ph.links, ph.unit * scale, lat + max(0.0, bw - ideal),
+                                    tag or f"{op}:{ph.name}"))
+    res.time_s = env.now - start
+    return res

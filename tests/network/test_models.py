@@ -120,3 +120,40 @@ def test_unknown_model_is_a_config_error():
 
     with pytest.raises(ConfigError, match="unknown network model"):
         make_network("packet", simpy.Environment(), nvswitch_node())
+
+
+@pytest.mark.parametrize("kind", ["analytical", "flow"])
+def test_run_collective_alone_takes_collective_time(fab, kind):
+    from sim.collectives import collective_time, run_collective
+
+    env = simpy.Environment()
+    net = make_network(kind, env, fab)
+    out = {}
+
+    def job(env):
+        out["r"] = yield env.process(run_collective(env, net, "all_reduce", 256, 2**28))
+
+    env.process(job(env))
+    env.run()
+    want = collective_time(fab, "all_reduce", 256, 2**28)
+    assert out["r"].time_s == pytest.approx(want.time_s, rel=1e-9)
+
+
+def test_two_jobs_sharing_the_fabric_slow_each_other(fab):
+    """Two all-reduces over the same GPUs at once: the flow model shares the links, so
+    each takes longer than alone but no longer than both back to back."""
+    from sim.collectives import collective_time, run_collective
+
+    env = simpy.Environment()
+    net = make_network("flow", env, fab)
+    ends = []
+
+    def job(env):
+        r = yield env.process(run_collective(env, net, "all_reduce", 64, 2**30, "ring"))
+        ends.append(r.time_s)
+
+    env.process(job(env))
+    env.process(job(env))
+    env.run()
+    alone = collective_time(fab, "all_reduce", 64, 2**30, "ring").time_s
+    assert all(alone * 1.5 < t <= 2 * alone * (1 + 1e-9) for t in ends)
