@@ -409,23 +409,29 @@ def _direct(f, ranks, op, matrix=None):
     return None
 
 
-def _hierarchical(f, ranks, op):
+def _equal_domains(f: Fabric, ranks: list[str], op: str) -> tuple[list, int] | None:
+    """(groups, ranks per domain) for an all-reduce over >= 2 domains of equal size."""
     if op != "all_reduce":
         return None
-    groups = _groups(f, ranks)
-    if len(groups) < 2:
-        return None
+    groups = _layout(f, ranks).groups
     q = len(groups[0])
-    if any(len(g) != q for g in groups):
+    if len(groups) < 2 or any(len(g) != q for g in groups):
         return None
-    phases = []
-    intra_rs, intra_ag = [], []
-    for g in groups:
-        for i, a in enumerate(g):
-            b = g[(i + 1) % q]
-            if a != b:
-                intra_rs.append((a, b, (q - 1) / q, a))
-    phases.append(_spec("intra reduce-scatter", intra_rs, q - 1))
+    return groups, q
+
+
+def _intra_ring(groups: list, q: int) -> list:
+    """One step of a ring inside every domain, carrying (q-1)/q of the data."""
+    return [(a, g[(i + 1) % q], (q - 1) / q, a) for g in groups for i, a in enumerate(g)
+            if q > 1]
+
+
+def _hierarchical(f, ranks, op):
+    eq = _equal_domains(f, ranks, op)
+    if eq is None:
+        return None
+    groups, q = eq
+    phases = [_spec("intra reduce-scatter", _intra_ring(groups, q), q - 1)]
     inter_pairs = []
     m = len(groups)
     for j in range(q):  # shard j of every domain, on rail j
@@ -434,12 +440,7 @@ def _hierarchical(f, ranks, op):
             inter_pairs.append((a, b, 2 * (m - 1) / m / q, a))
     phases.append(_spec("inter all-reduce (per rail)", inter_pairs, 2 * (m - 1), inter=True,
                         inter_frac=1.0))
-    for g in groups:
-        for i, a in enumerate(g):
-            b = g[(i + 1) % q]
-            if a != b:
-                intra_ag.append((a, b, (q - 1) / q, a))
-    phases.append(_spec("intra all-gather", intra_ag, q - 1))
+    phases.append(_spec("intra all-gather", _intra_ring(groups, q), q - 1))
     return phases
 
 
@@ -538,14 +539,10 @@ def _sharp(f, ranks, op):
     """NCCL CollNet: in each domain NVLS (or a ring) reduce-scatter/all-gather, and each
     rail's shard reduced by the InfiniBand switches (SHARP): every link of the reduction
     tree carries the shard once per direction. Pipelined as one phase."""
-    if op != "all_reduce":
+    eq = _equal_domains(f, ranks, op)
+    if eq is None:
         return None
-    groups = _groups(f, ranks)
-    if len(groups) < 2:
-        return None
-    q = len(groups[0])
-    if any(len(g) != q for g in groups):
-        return None
+    groups, q = eq
     router = f.router
     for g in groups:
         for i in g:
@@ -559,12 +556,11 @@ def _sharp(f, ranks, op):
     direct = []
     pairs = []
     use_nvls = q >= 3 and all(_nvls_switch(f, f.domain_of[ranks[g[0]]]) for g in groups)
-    for g in groups:
-        if use_nvls:
+    if use_nvls:
+        for g in groups:
             direct += _nvls_loads(f, ranks, g, 1.0)
-        elif q > 1:
-            for i, a in enumerate(g):  # ring reduce-scatter + all-gather inside the domain
-                pairs.append((a, g[(i + 1) % q], 2 * (q - 1) / q, a))
+    else:  # ring reduce-scatter + all-gather inside each domain
+        pairs = [(a, b, 2 * u, h) for a, b, u, h in _intra_ring(groups, q)]
     from ..fabric.clos_routes import ecmp_link_sets
 
     # the reduction tree of rail j: the union of the routes to rail j's root; each of its
