@@ -18,12 +18,14 @@ CASES = [
     ("16,384 H100, Llama-3-shape 3-tier RoCE (bundled)",
      "f = load_topology('topologies/llama3-16k-roce.yaml')"),
     ("65,536 H100, 3-tier fat-tree 400G RoCE (1:1:1)",
-     "f = fat_tree(node='DGX-H100', servers=8192, link='eth-400g', servers_per_leaf=2, "
-     "leaves_per_pod=256, tiers=[Tier('TH5', 1, None, 'rack'), Tier('TH5', 1, None, 'row'), "
+     # k = 128 (TH5, 64 x 800G split into 128 x 400G): 64 down / 64 up per leaf,
+     # 64 leaves and 64 spines per pod, 16 pods, 64 core planes of 8 cores
+     "f = fat_tree(node='DGX-H100', servers=8192, link='eth-400g', servers_per_leaf=8, "
+     "leaves_per_pod=64, tiers=[Tier('TH5', 1, None, 'rack'), Tier('TH5', 1, None, 'row'), "
      "Tier('TH5', 1, None, 'hall')])"),
     ("32,768 H100, rail-optimized 3-tier NDR IB",
      "f = rail_optimized(node='DGX-H100', servers=4096, leaf='QM9700', spine='QM9700', "
-     "core='QM9700', link='ib-ndr', servers_per_unit=32, units_per_pod=8)"),
+     "core='QM9700', link='ib-ndr', servers_per_unit=32, units_per_pod=4)"),
 ]
 
 SNIPPET = textwrap.dedent("""
@@ -68,7 +70,10 @@ def main() -> None:
     print("-" * len(hdr))
     for name, build in cases:
         out = subprocess.run([sys.executable, "-c", SNIPPET.format(build=build)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True)
+        if out.returncode:
+            print(f"{name:<52} failed: {out.stderr.strip().splitlines()[-1]}")
+            continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{name:<52} {r['accelerators']:>7,} {r['nodes']:>8,} {r['links']:>9,} "
               f"{r['build_s']:>8.2f} {r['compile_s']:>9.2f} {r['peak_rss_MB']:>8.0f} "

@@ -261,3 +261,31 @@ def test_breakout_800g_switch_serves_400g_nics():
 def test_leaf_spine_rejects(kw, match):
     with pytest.raises(TopologyError, match=match):
         leaf_spine(node="DGX-H100", servers=16, **kw)
+
+
+def test_every_leaf_reaches_every_spine_of_its_pod_and_spine_j_its_core_plane():
+    f = rail_optimized(node="DGX-H100", servers=256, servers_per_unit=32, leaf="QM9700",
+                       spine="QM9700", core="QM9700", link="ib-ndr", units_per_pod=4)
+    g = f.graph
+    by_pod = {}
+    for n, d in g.nodes(data=True):
+        if d.get("tier") == 2:
+            by_pod.setdefault(d["pod"], []).append(n)
+    for n, d in g.nodes(data=True):
+        if d.get("tier") == 1:
+            ups = {v for v in g.successors(n) if g.nodes[v].get("tier") == 2}
+            assert ups == set(by_pod[d["pod"]])
+    planes = {}
+    for pod, sps in by_pod.items():
+        for j, s in enumerate(sorted(sps, key=lambda x: int(x[2:]))):
+            cores = frozenset(v for v in g.successors(s) if g.nodes[v].get("tier") == 3)
+            planes.setdefault(j, set()).add(cores)
+    assert all(len(v) == 1 for v in planes.values())  # spine j of every pod: same cores
+
+
+def test_pod_too_large_for_its_spines_is_an_error():
+    # 8 units x 8 rail leaves = 64 leaves of 32 uplinks: 64 spines needed, a leaf reaches 32
+    with pytest.raises(TopologyError, match="more than a leaf can reach") as e:
+        rail_optimized(node="DGX-H100", servers=512, servers_per_unit=32, leaf="QM9700",
+                       spine="QM9700", core="QM9700", link="ib-ndr", units_per_pod=8)
+    assert e.value.field == "params.spine"
