@@ -276,7 +276,7 @@ def test_every_leaf_reaches_every_spine_of_its_pod_and_spine_j_its_core_plane():
             ups = {v for v in g.successors(n) if g.nodes[v].get("tier") == 2}
             assert ups == set(by_pod[d["pod"]])
     planes = {}
-    for pod, sps in by_pod.items():
+    for sps in by_pod.values():
         for j, s in enumerate(sorted(sps, key=lambda x: int(x[2:]))):
             cores = frozenset(v for v in g.successors(s) if g.nodes[v].get("tier") == 3)
             planes.setdefault(j, set()).add(cores)
