@@ -8,6 +8,7 @@ from .collectives import CollectiveResult, collective_time, compile_plan, run_co
 from .errors import ConfigError, InfeasibleError, RoutingError, SimError, TopologyError
 from .fabric import Fabric, Route, load_topology, summarize
 from .network import AnalyticalNetwork, FlowNetwork, Transfer, make_network
+from .workload import TrainingResult, TrainingWorkload, load_workload, simulate_training
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,10 @@ __all__ = [
     "compile_plan",
     "make_network",
     "run_collective",
+    "simulate_training",
+    "load_workload",
+    "TrainingWorkload",
+    "TrainingResult",
     "ConfigError",
     "Fabric",
     "InfeasibleError",

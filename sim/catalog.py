@@ -148,6 +148,16 @@ class Library:
 
 
 @dataclass(frozen=True)
+class ComputeModel:
+    """Constants of the roofline compute model."""
+
+    hbm_efficiency: float
+    default_matmul_efficiency: float
+    kernel_overhead_s: float
+    provenance: Provenance = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Transceiver:
     id: str
     name: str
@@ -362,6 +372,24 @@ def _channels_map(n: Node, key: str) -> dict:
     return out
 
 
+def _read_compute(n: Node) -> ComputeModel:
+    cm = ComputeModel(
+        hbm_efficiency=n.number("hbm_efficiency", low=0.0, high=1.0, low_open=True),
+        default_matmul_efficiency=n.number("default_matmul_efficiency", low=0.0, high=1.0,
+                                           low_open=True),
+        kernel_overhead_s=n.quantity("kernel_overhead", "time", allow_zero=True),
+        provenance=_provenance(n, set(n.keys())),
+    )
+    n.done()
+    return cm
+
+
+def _read_model_entry(key: str, n: Node):
+    from .workload.models import read_model
+
+    return read_model(key, n)
+
+
 def _read_library(n: Node) -> Library:
     lib = Library(
         max_channels=n.integer("max_channels", minimum=1),
@@ -386,6 +414,7 @@ _SECTIONS = {
     "cables": _read_cable,
     "nodes": _read_node,
     "protocols": _read_protocol,
+    "models": _read_model_entry,
 }
 
 
@@ -400,7 +429,9 @@ class Catalog:
     cables: dict[str, Cable] = field(default_factory=dict)
     nodes: dict[str, NodeModel] = field(default_factory=dict)
     protocols: dict[str, Protocol] = field(default_factory=dict)
+    models: dict = field(default_factory=dict)
     library: Library | None = None
+    compute: ComputeModel | None = None
     files: dict[tuple[str, str], str] = field(default_factory=dict)  # (section, id) -> file
 
     def get(self, section: str, key: str, *, file: str | None = None, field: str | None = None):
@@ -408,8 +439,8 @@ class Catalog:
         table = getattr(self, section)
         if key not in table:
             known = ", ".join(sorted(table)) or "none"
-            noun = {"switches": "switch", "accelerators": "accelerator"}.get(section,
-                                                                          section[:-1])
+            noun = {"switches": "switch", "accelerators": "accelerator",
+                    "models": "model"}.get(section, section[:-1])
             raise ConfigError(f"unknown {noun} {key!r} (catalog has: {known})",
                               file=file, field=field)
         return table[key]
@@ -423,9 +454,12 @@ class Catalog:
                     self.library = _read_library(doc.sub("library"))
                     self.files[("library", "")] = str(path)
                     continue
+                if section == "compute":
+                    self.compute = _read_compute(doc.sub("compute"))
+                    continue
                 if section not in _SECTIONS:
                     raise doc.error(section, f"unknown catalog section; expected one of "
-                                    f"{', '.join(_SECTIONS)}, library")
+                                    f"{', '.join(_SECTIONS)}, library, compute")
                 reader = _SECTIONS[section]
                 for key, entry in doc.sub(section).items():
                     getattr(self, section)[key] = reader(key, entry)

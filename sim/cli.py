@@ -156,16 +156,62 @@ def _collective(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .fabric import load_topology
+    from .units import format_si
+    from .workload import load_workload, simulate_training
+
+    f = load_topology(args.topology, args.set)
+    w = load_workload(args.workload, args.wset, catalog=f.catalog)
+    r = simulate_training(f, w, network=args.network)
+    if args.json:
+        print(json.dumps(r.as_dict(), indent=1, default=float))
+        return 0
+    mem = r.memory
+    print(f"# {w.name}: {w.model.name} on {f.name}")
+    print(f"# {w.gpus} GPUs = tp {w.tp} x pp {w.pp} x dp {w.dp} x cp {w.cp} (ep {w.ep}, "
+          f"{w.vpp} virtual stages, ZeRO-{w.zero}, recompute {w.recompute}, "
+          f"{w.micro_batches} micro-batches of {w.micro_batch}), network model {r.network}")
+    rows = [("step time", format_si(r.step_time_s, "time")),
+            ("tokens/s", f"{r.tokens_per_s:,.0f}"),
+            ("MFU / HFU", f"{r.mfu * 100:.1f}% / {r.hfu * 100:.1f}%"),
+            ("memory per GPU", f"{mem['total'] / 2**30:.1f} GiB of "
+                               f"{r.hbm_capacity_bytes / 2**30:.0f} GiB (weights "
+                               f"{mem['weights'] / 2**30:.1f}, grads "
+                               f"{mem['gradients'] / 2**30:.1f}, optimizer "
+                               f"{mem['optimizer'] / 2**30:.1f}, activations "
+                               f"{mem['activations'] / 2**30:.1f})")]
+    for k, v in r.breakdown.items():
+        rows.append((f"  {k.replace('_', ' ')}", f"{format_si(v, 'time')} "
+                                                  f"({v / r.step_time_s * 100:.1f}%)"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print("\nbusiest links:")
+    print(r.links.head(5).to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .validation import collective_cases, summarize_errors
+    from .validation import collective_cases, summarize_errors, training_cases
 
-    if args.what != "collectives":
-        from .errors import ConfigError
-
-        raise ConfigError(f"validation of {args.what!r} is not available yet; "
-                          "available: collectives")
+    if args.what == "training":
+        df = training_cases()
+        if args.json:
+            print(df.to_json(orient="records", indent=1))
+            return 0
+        ok = df[df["status"] == "ok"]
+        with pd.option_context("display.width", 200, "display.max_rows", 200):
+            print(ok[["case", "gpus", "metric", "measured", "predicted", "error_pct"]]
+                  .to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+            skipped = df[df["status"] != "ok"]
+            for _, r in skipped.iterrows():
+                print(f"  {r['case']}: {r['status']}")
+        err = ok["error_pct"].abs()
+        print(f"\n{len(ok)} cases: median |error| {err.median():.1f}%, max {err.max():.1f}%")
+        return 0
     df = collective_cases()
     if args.json:
         print(df.to_json(orient="records", indent=1))
@@ -214,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--plot", metavar="PNG", help="draw busbw vs size")
     col.add_argument("--set", action="append", metavar="PATH=VALUE")
     col.set_defaults(func=_collective)
+    tr = sub.add_parser("train", help="simulate one training step")
+    tr.add_argument("--topology", required=True)
+    tr.add_argument("--workload", required=True)
+    tr.add_argument("--network", default="flow", choices=["flow", "analytical"])
+    tr.add_argument("--json", action="store_true")
+    tr.add_argument("--set", action="append", metavar="PATH=VALUE",
+                    help="override a topology field")
+    tr.add_argument("--wset", action="append", metavar="PATH=VALUE",
+                    help="override a workload field, e.g. parallelism.tp=4")
+    tr.set_defaults(func=_train)
     val = sub.add_parser("validate", help="compare predictions with published measurements")
     val.add_argument("what", choices=["collectives", "training"])
     val.add_argument("--json", action="store_true")

@@ -12,6 +12,7 @@ The files live outside the package (the project's shared folder); the directory 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 from pathlib import Path
@@ -19,10 +20,11 @@ from pathlib import Path
 import pandas as pd
 
 from .collectives import collective_time
-from .errors import ConfigError
+from .errors import ConfigError, SimError
 from .fabric import nvswitch_node
+from .spec import Node
 
-__all__ = ["validation_dir", "collective_cases", "summarize_errors"]
+__all__ = ["validation_dir", "collective_cases", "summarize_errors", "training_cases"]
 
 
 def validation_dir() -> Path:
@@ -109,3 +111,97 @@ def summarize_errors(df: pd.DataFrame) -> pd.DataFrame:
     d["band"] = ["large (>= 1 MiB)" if b >= 2**20 else "small (< 1 MiB)" for b in d["bytes"]]
     d["abs_err"] = d["error_pct"].abs()
     return d.groupby(["family", "band"])["abs_err"].agg(["count", "median", "max"]).round(1)
+
+
+# ------------------------------------------------------------------ training
+def _int(text: str, default: int | None = None) -> int | None:
+    m = re.match(r"\s*(\d+)", str(text))
+    return int(m.group(1)) if m else default
+
+
+def _training_fabric(gpu: str, n_gpus: int):
+    """The cluster a case ran on: DGX A100 with 8x HDR (Selene) or DGX H100 with 8x NDR
+    (Eos), rail-optimized SuperPOD style; three tiers when two cannot hold it."""
+    from .fabric import rail_optimized
+
+    servers = max(1, math.ceil(n_gpus / 8))
+    if gpu.startswith("A100"):  # DGX SuperPOD A100: 20 servers per unit, 40-port HDR
+        kw = dict(node="DGX-A100", leaf="QM8700", spine="QM8700", link="ib-hdr",
+                  servers_per_unit=20)
+        radix = 40
+    else:  # DGX SuperPOD H100: 32 servers per unit, 64-port NDR
+        kw = dict(node="DGX-H100", leaf="QM9700", spine="QM9700", link="ib-ndr",
+                  servers_per_unit=32)
+        radix = 64
+    leaves = math.ceil(servers / kw["servers_per_unit"]) * 8
+    if leaves <= radix:  # two tiers: every leaf still reaches every spine
+        return rail_optimized(servers=servers, **kw)
+    # three tiers: pods of as many units as half-radix spines can serve
+    return rail_optimized(servers=servers, core=kw["spine"],
+                          units_per_pod=max(1, radix // 2 // 8), **kw)
+
+
+def training_cases() -> pd.DataFrame:
+    """Predicted vs measured training throughput for every case of training_cases.tsv that
+    the simulator can express (shapes and layouts given)."""
+    from .workload.models import read_model
+    from .workload.training import TrainingWorkload, simulate_training
+
+    rows = []
+    for r in _tsv("training_cases.tsv"):
+        cid = r["case_id"]
+        layers, hidden, heads = _int(r["layers"]), _int(r["hidden"]), _int(r["heads"])
+        tp, pp, dp = _int(r["TP"]), _int(r["PP"], 1), _int(r["DP"])
+        if None in (layers, hidden, heads, tp, dp) or r["gpu"][:4] not in ("A100", "H100"):
+            rows.append({"case": cid, "status": "not expressible (shape or layout n/r)"})
+            continue
+        gpus = _int(r["num_gpus"])
+        vocab = _int(r["vocab"])
+        seq = _int(r["seq_len"])
+        mbs = _int(r["micro_batch"], 1)
+        gbs = _int(r["global_batch_seqs"])
+        h100 = r["gpu"].startswith("H100")
+        node = Node({"name": cid, "layers": layers, "hidden": hidden, "heads": heads,
+                     "vocab": vocab, "max_seq_len": seq, "ffn": 4 * hidden,
+                     "tied_embeddings": not h100}, "training_cases.tsv", cid)
+        model = read_model(cid, node)
+        rec = r["act_recompute"].lower()
+        recompute = "full" if rec.startswith("full") else "selective" if "selective" in rec \
+            else "none"
+        zero = 3 if "zero-3" in r["zero_fsdp"].lower() else 1 if "distributed" in \
+            r["zero_fsdp"].lower() else 0
+        vpp = 1
+        inter = r["VPP_or_interleave"]
+        m = re.search(r"\((\d+)\)|(\d+) stages", inter)
+        if m and pp > 1:  # "interleaved (3)": layers per virtual stage
+            per = int(m.group(1) or m.group(2))
+            vpp = max(1, layers // pp // per)
+        w = TrainingWorkload(
+            name=cid, model=model, global_batch=gbs, micro_batch=mbs, seq_len=seq,
+            precision="bf16", tp=tp, pp=pp, dp=dp, vpp=vpp, zero=zero,
+            sequence_parallel=("sequence parallel" in rec or "+ sp" in rec or h100) and tp > 1,
+            recompute=recompute, schedule="interleaved" if vpp > 1 else "1f1b",
+            flash_attention=h100, n_gpus=tp * pp * dp)
+        try:
+            fab = _training_fabric(r["gpu"], gpus)
+            res = simulate_training(fab, w)
+        except SimError as e:
+            rows.append({"case": cid, "status": f"infeasible: {e}"})
+            continue
+        metric = r["measured_metric"]
+        meas = _num(r["measured_value"])
+        B, s, L, h, V = gbs, seq, layers, hidden, vocab
+        if "iteration time" in metric:
+            pred, kind = res.step_time_s, "step time (s)"
+        elif cid.startswith("NAR21"):  # Narayanan Eq. 3, with recomputation
+            flops = 96 * B * s * L * h * h * (1 + s / (6 * h) + V / (16 * L * h))
+            pred, kind = flops / (res.step_time_s * gpus) / 1e12, "TFLOP/s/GPU (Eq. 3)"
+        else:  # Megatron-LM model FLOPs: 3 x forward, no recomputation
+            flops = 72 * B * s * L * h * h * (1 + s / (6 * h) + V / (12 * L * h))
+            pred, kind = flops / (res.step_time_s * gpus) / 1e12, "TFLOP/s/GPU (model)"
+        rows.append({"case": cid, "status": "ok", "metric": kind, "measured": meas,
+                     "predicted": pred, "error_pct": (pred / meas - 1) * 100,
+                     "gpus": gpus, "mfu": res.mfu, "step_s": res.step_time_s,
+                     "bubble_s": res.breakdown["pp_bubble_and_wait"],
+                     "dp_s": res.breakdown["dp_exposed"], "tp_s": res.breakdown["tp_exposed"]})
+    return pd.DataFrame(rows)

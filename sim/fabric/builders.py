@@ -441,7 +441,9 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
         for lname, _, _ in lfs:
             b.g.nodes[lname]["pod"] = pi
     for pi, (pk, lfs) in enumerate(pods):
-        ups = [max(1, math.ceil(n_down / tiers[0].oversubscription - 1e-9)) for _, _, n_down in lfs]
+        # a leaf is cabled to its spines for its full downlink capacity, even when fewer
+        # servers hang below it (a partial scalable unit): its uplinks do not depend on them
+        ups = [max(1, math.ceil(d1 / tiers[0].oversubscription - 1e-9)) for _ in lfs]
         if len(lfs) == 1 and n_tiers == 2:
             spines_by_pod.append([])
             continue  # a single leaf needs no spine

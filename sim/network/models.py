@@ -46,12 +46,17 @@ class Transfer:
         latencies (s).
     tag : str
         Free label (job, collective kind) kept in the records.
+    group : hashable, optional
+        Transfers with the same group carry bytes in the same proportions over the same
+        links (e.g. the gradient buckets of one stage). Max-min gives them equal rates, so
+        the flow model treats a group of k as one entry of k times the weight.
     """
 
     links: np.ndarray
     nbytes: np.ndarray
     latency_s: float = 0.0
     tag: str = ""
+    group: object = None  # transfers of one group have the same links and byte shares
 
     def __post_init__(self):
         self.links = np.ascontiguousarray(self.links, dtype=np.int64)
@@ -79,6 +84,7 @@ class _Segment:
 @dataclass
 class _Active:
     tid: int
+    group: object
     links: np.ndarray
     weights: np.ndarray  # bytes_l / max bytes
     remaining: float  # bytes left on the most loaded link
@@ -122,13 +128,14 @@ class NetworkModel:
         """Bytes each link carried between ``t0`` and ``t1`` (default: until now)."""
         t1 = self.env.now if t1 is None else t1
         out = np.zeros(self.n_links)
+        moved: dict[int, float] = {}  # bytes moved on each transfer's most loaded link
         for s in self.segments:
             a, b = max(s.t0, t0), min(s.t1, t1)
-            if b <= a or s.rate <= 0:
-                continue
-            tr = self.transfers[s.tid]
-            peak = tr.nbytes.max()
-            np.add.at(out, tr.links, tr.nbytes / peak * s.rate * (b - a))
+            if b > a and s.rate > 0:
+                moved[s.tid] = moved.get(s.tid, 0.0) + s.rate * (b - a)
+        for tid, m in moved.items():
+            tr = self.transfers[tid]
+            np.add.at(out, tr.links, tr.nbytes * (m / tr.nbytes.max()))
         return out
 
     def link_utilization(self, t0: float = 0.0, t1: float | None = None) -> np.ndarray:
@@ -170,6 +177,8 @@ class FlowNetwork(NetworkModel):
         self.active: dict[int, _Active] = {}
         self._gen = 0
         self.recomputes = 0
+        self._users = np.zeros(self.n_links, np.int32)  # active transfers on each link
+        self._mark = np.zeros(self.n_links, np.int64)
 
     def transfer(self, t: Transfer) -> simpy.Event:
         tid = len(self.transfers)
@@ -193,8 +202,15 @@ class FlowNetwork(NetworkModel):
         peak = float(t.nbytes.max())
         self._advance()
         now = self.env.now
-        self.active[tid] = _Active(tid, t.links, t.nbytes / peak, peak, ev, start, 0.0, now)
-        self._reschedule()
+        a = _Active(tid, t.group, t.links, t.nbytes / peak, peak, ev, start, 0.0, now)
+        isolated = not self._users[t.links].any()
+        self.active[tid] = a
+        self._users[t.links] += 1
+        if isolated:  # shares no link: the others' rates stand, this one runs alone
+            a.rate = float(np.min(self.capacity[t.links] / a.weights))
+            self._schedule_next()
+        else:
+            self._reschedule()
 
     def _advance(self) -> None:
         """Move every active transfer forward to now at its current rate."""
@@ -206,28 +222,50 @@ class FlowNetwork(NetworkModel):
                 self.segments.append(_Segment(a.since, now, a.tid, a.rate))
             a.since = now
 
-    def _reschedule(self) -> None:
-        """Recompute max-min rates and schedule the next completion."""
+    def _reschedule(self, force: bool = False) -> None:
+        """Complete finished transfers, recompute max-min rates if the set of transfers
+        sharing links changed, and schedule the next completion."""
         now = self.env.now
         # complete what has (numerically) finished
         finished = [a for a in self.active.values() if a.remaining <= 1e-9 * max(1.0, a.rate)]
+        shared = False
         for a in finished:
             del self.active[a.tid]
+            self._users[a.links] -= 1
+            shared = shared or bool(self._users[a.links].any())
             self.done[a.tid] = (a.start, now)
             a.event.succeed(now - a.start)
         if not self.active:
             return
-        acts = list(self.active.values())
-        indptr = np.zeros(len(acts) + 1, np.int64)
-        indptr[1:] = np.cumsum([len(a.links) for a in acts])
-        links = np.concatenate([a.links for a in acts])
-        weights = np.concatenate([a.weights for a in acts])
-        rates = maxmin_rates(indptr, links, weights, self.capacity, self.n_links)
+        if finished and not shared and not force:
+            self._schedule_next()  # the finished ones shared no link: other rates stand
+            return
+        # one kernel entry per group of identical transfers (weight x members)
+        entries: dict = {}
+        for a in self.active.values():
+            key = ("t", a.tid) if a.group is None else ("g", a.group)
+            entries.setdefault(key, []).append(a)
+        groups = list(entries.values())
+        indptr = np.zeros(len(groups) + 1, np.int64)
+        indptr[1:] = np.cumsum([len(g[0].links) for g in groups])
+        links = np.concatenate([g[0].links for g in groups])
+        weights = np.concatenate([g[0].weights * len(g) for g in groups])
+        # the kernel works on the links in use only (compacted with a mark array)
+        mark = self._mark
+        mark[links] = 1
+        used = np.flatnonzero(mark)
+        mark[used] = np.arange(len(used))
+        local = mark[links]
+        mark[used] = 0
+        rates = maxmin_rates(indptr, local, weights, self.capacity[used], len(used))
         self.recomputes += 1
-        nxt = np.inf
-        for a, r in zip(acts, rates, strict=True):
-            a.rate = float(r)
-            nxt = min(nxt, a.remaining / a.rate)
+        for g, r in zip(groups, rates, strict=True):
+            for a in g:
+                a.rate = float(r)
+        self._schedule_next()
+
+    def _schedule_next(self) -> None:
+        nxt = min(a.remaining / a.rate for a in self.active.values())
         self._gen += 1
         self.env.process(self._wake(self._gen, nxt))
 

@@ -157,3 +157,17 @@ def test_two_jobs_sharing_the_fabric_slow_each_other(fab):
     env.run()
     alone = collective_time(fab, "all_reduce", 64, 2**30, "ring").time_s
     assert all(alone * 1.5 < t <= 2 * alone * (1 + 1e-9) for t in ends)
+
+
+def test_grouped_transfers_get_the_same_times_as_ungrouped(fab):
+    rng = np.random.default_rng(2)
+    lk = rng.choice(200, 6, replace=False)
+    share = rng.uniform(0.2, 1.0, 6)
+    other = Transfer(lk[:3], np.array([5e8, 5e8, 5e8]))
+    runs = {}
+    for grouped in (False, True):
+        ts = [Transfer(lk, share * b, 0.0, group="g" if grouped else None)
+              for b in (1e9, 2e9, 3e9)] + [other]
+        runs[grouped], _ = _run("flow", fab, ts, starts=[0.0, 1e-3, 2e-3, 0.5e-3])
+    assert all(runs[True][i][0] == pytest.approx(runs[False][i][0], rel=1e-12)
+               for i in runs[False])

@@ -1,0 +1,284 @@
+"""Transformer models: shapes, FLOPs and bytes per layer, memory per GPU.
+
+The FLOP counts follow Narayanan et al. (SC21, Sec. 5.1 and Appendix): a GEMM of
+(m x k) by (k x n) costs 2mkn FLOPs; per layer and micro-batch of b sequences of s tokens,
+a GPT layer's forward is 24 b s h^2 + 4 b s^2 h FLOPs (QKV 6bsh^2, attention scores and
+values 4bs^2h, output projection 2bsh^2, MLP 16bsh^2), generalised here to grouped-query
+attention, SwiGLU (three FFN matrices), mixture-of-experts (router, top-k routed and shared
+experts) and DeepSeek's multi-head latent attention (its low-rank projections). Backward is
+twice the forward; activation recomputation repeats the forward (full) or only the attention
+core (selective, Korthikanti et al. 2022). Model FLOPs (MFU) count forward + backward; hardware
+FLOPs (HFU) add what recomputation repeats.
+
+Bytes: elementwise operations (norms, activations, dropout, residual adds, softmax when
+attention is not fused) are HBM-bound; each is counted as the bytes it reads and writes.
+Memory per GPU follows Korthikanti et al. (activations: 34 s b h + 5 a s^2 b bytes per layer
+without parallelism, divided by TP with sequence parallelism, only the inputs kept with full
+recompute) and Rajbhandari et al. (ZeRO: 2 + 2 + 12 bytes per parameter for bf16 weights,
+gradients and fp32 Adam states, the last two sharded over data-parallel ranks by stage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from ..spec import Node
+
+__all__ = ["ModelSpec", "read_model", "LayerCost", "layer_costs", "params_per_layer",
+           "embedding_params"]
+
+
+@dataclass(frozen=True)
+class MoE:
+    experts: int
+    top_k: int
+    shared_experts: int
+    expert_ffn: int
+    shared_ffn: int
+    dense_layers: int
+
+
+@dataclass(frozen=True)
+class MLA:
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only transformer's shape."""
+
+    id: str
+    name: str
+    family: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    ffn_type: str  # gelu | swiglu
+    vocab: int
+    max_seq_len: int
+    tied_embeddings: bool
+    norm: str
+    moe: MoE | None = None
+    mla: MLA | None = None
+    params_b: float = 0.0
+    active_params_b: float = 0.0
+    source: str = field(default="", compare=False)
+
+
+def read_model(key: str, n: Node) -> ModelSpec:
+    """Read one model entry (catalog ``models:`` section or a workload's inline model)."""
+    moe = None
+    if "moe" in n:
+        m = n.sub("moe")
+        moe = MoE(m.integer("experts", minimum=1), m.integer("top_k", minimum=1),
+                  m.integer("shared_experts", 0, minimum=0), m.integer("expert_ffn", minimum=1),
+                  m.integer("shared_ffn", 0, minimum=0), m.integer("dense_layers", 0, minimum=0))
+        m.done()
+        if moe.top_k > moe.experts:
+            raise m.error("top_k", f"top_k {moe.top_k} exceeds {moe.experts} experts")
+    mla = None
+    if "mla" in n:
+        m = n.sub("mla")
+        mla = MLA(*(m.integer(k, minimum=1) for k in (
+            "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+            "v_head_dim")))
+        m.done()
+    heads = n.integer("heads", minimum=1)
+    hidden = n.integer("hidden", minimum=1)
+    spec = ModelSpec(
+        id=key,
+        name=n.string("name", key),
+        family=n.string("family", "gpt"),
+        layers=n.integer("layers", minimum=1),
+        hidden=hidden,
+        heads=heads,
+        kv_heads=n.integer("kv_heads", heads, minimum=1),
+        head_dim=n.integer("head_dim", max(1, hidden // heads), minimum=1),
+        ffn=n.integer("ffn", 4 * hidden, minimum=1),
+        ffn_type=n.string("ffn_type", "gelu", choices=("gelu", "swiglu")),
+        vocab=n.integer("vocab", minimum=1),
+        max_seq_len=n.integer("max_seq_len", 2048, minimum=1),
+        tied_embeddings=n.boolean("tied_embeddings", False),
+        norm=n.string("norm", "layernorm", choices=("layernorm", "rmsnorm")),
+        moe=moe,
+        mla=mla,
+        params_b=n.number("params_b", 0.0, low=0.0),
+        active_params_b=n.number("active_params_b", 0.0, low=0.0),
+        source=n.string("source", ""),
+    )
+    for k in ("as_of", "estimate"):
+        n.raw(k, None)
+    n.done()
+    if spec.heads % spec.kv_heads:
+        raise ConfigError(f"{spec.heads} heads are not a multiple of {spec.kv_heads} KV heads",
+                          file=n.file, field=n.field("kv_heads"))
+    return spec
+
+
+def _ffn_mats(m: ModelSpec) -> int:
+    return 3 if m.ffn_type == "swiglu" else 2
+
+
+def _attn_proj_params(m: ModelSpec) -> int:
+    """Weights of Q, K, V and output projections of one layer."""
+    h = m.hidden
+    if m.mla is not None:
+        a = m.mla
+        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        q = h * a.q_lora_rank + a.q_lora_rank * m.heads * qk
+        kv = h * (a.kv_lora_rank + a.qk_rope_head_dim) + \
+            a.kv_lora_rank * m.heads * (a.qk_nope_head_dim + a.v_head_dim)
+        o = m.heads * a.v_head_dim * h
+        return q + kv + o
+    return h * m.heads * m.head_dim + 2 * h * m.kv_heads * m.head_dim + \
+        m.heads * m.head_dim * h
+
+
+def params_per_layer(m: ModelSpec, layer: int = -1) -> tuple[int, int]:
+    """(dense parameters, expert parameters) of one layer (``layer`` picks dense-vs-MoE
+    layers of models whose first layers are dense; -1 means a MoE layer when there is MoE)."""
+    attn = _attn_proj_params(m)
+    norms = 2 * m.hidden
+    if m.moe is None or (0 <= layer < m.moe.dense_layers):
+        return attn + norms + _ffn_mats(m) * m.hidden * m.ffn, 0
+    e = m.moe
+    routed = e.experts * _ffn_mats(m) * m.hidden * e.expert_ffn
+    shared = e.shared_experts * _ffn_mats(m) * m.hidden * (e.shared_ffn or e.expert_ffn)
+    return attn + norms + m.hidden * e.experts + shared, routed
+
+
+def embedding_params(m: ModelSpec) -> int:
+    """Input embedding plus output layer (once if tied)."""
+    return m.vocab * m.hidden * (1 if m.tied_embeddings else 2)
+
+
+@dataclass
+class LayerCost:
+    """One layer, one micro-batch, on one GPU (after TP/SP/CP/EP division).
+
+    FLOPs are split into GEMMs (``gemm_*``, run at matmul efficiency) and the attention
+    core (``attn_*``: scores and values). Bytes are HBM traffic of elementwise operations.
+    Communication volumes are per GPU, in bytes, for one micro-batch.
+    """
+
+    gemm_fwd: float
+    attn_fwd: float
+    bytes_fwd: float
+    recompute_flops: float  # FLOPs repeated in backward by activation recomputation
+    recompute_bytes: float
+    tp_bytes_fwd: float  # bytes of the TP collectives' buffer in forward (per collective kind)
+    tp_collectives_fwd: int
+    ep_bytes_fwd: float  # all-to-all bytes sent per GPU (dispatch + combine) in forward
+    cp_bytes_fwd: float  # K/V bytes exchanged around the CP ring in forward
+    activation_bytes: float  # kept for backward per micro-batch (after recompute policy)
+
+    @property
+    def flops_fwd(self) -> float:
+        return self.gemm_fwd + self.attn_fwd
+
+
+def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp: int = 1,
+                ep: int = 1, sequence_parallel: bool = False, recompute: str = "none",
+                flash_attention: bool = True, causal: bool = True, dtype_bytes: int = 2,
+                layer: int = -1) -> LayerCost:
+    """Per-GPU cost of one layer for one micro-batch (see the module docstring).
+
+    Parameters
+    ----------
+    micro_batch, seq_len : int
+        Sequences per micro-batch and tokens per sequence.
+    tp, cp, ep : int
+        Tensor, context and expert parallel sizes.
+    sequence_parallel : bool
+        Megatron sequence parallelism: norms/dropout split over TP, collectives become
+        reduce-scatter + all-gather.
+    recompute : {'none', 'selective', 'full'}
+    flash_attention : bool
+        Fused attention: no s^2 softmax traffic, and with ``causal`` only the lower
+        triangle of the score matrix is computed.
+    """
+    b, s, h = micro_batch, seq_len / cp, m.hidden
+    tokens = b * s  # tokens of this GPU's sequence shard
+    a = m.heads
+    d = m.head_dim
+    # --- GEMM FLOPs (per GPU: divided by TP)
+    if m.mla is not None:
+        attn_proj = 2 * tokens * _attn_proj_params(m)
+        qk_dim = m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim
+        v_dim = m.mla.v_head_dim
+    else:
+        attn_proj = 2 * tokens * _attn_proj_params(m)
+        qk_dim = v_dim = d
+    moe_layer = m.moe is not None and not (0 <= layer < m.moe.dense_layers)
+    if moe_layer:
+        e = m.moe
+        ffn_flops = 2 * tokens * _ffn_mats(m) * h * e.expert_ffn * e.top_k
+        ffn_flops += 2 * tokens * _ffn_mats(m) * h * (e.shared_ffn or e.expert_ffn) * \
+            e.shared_experts
+        ffn_flops += 2 * tokens * h * e.experts  # router
+        ffn_inner = e.expert_ffn * e.top_k + (e.shared_ffn or e.expert_ffn) * e.shared_experts
+    else:
+        ffn_flops = 2 * tokens * _ffn_mats(m) * h * m.ffn
+        ffn_inner = m.ffn
+    gemm = (attn_proj + ffn_flops) / tp
+    # --- attention core: QK^T and AV over the full sequence (CP: local queries x all keys)
+    s_kv = seq_len
+    attn = 2 * b * s * s_kv * a * (qk_dim + v_dim) / tp
+    if causal and flash_attention:
+        attn /= 2  # fused kernels skip the masked upper triangle
+    # --- elementwise HBM traffic (read + write), bytes
+    sp = tp if sequence_parallel else 1
+    e = dtype_bytes
+    per_tok = 0.0
+    per_tok += 2 * 2 * h / sp  # two norms: read x, write y
+    per_tok += 2 * 2 * h / sp  # two residual adds (read 2, write 1) ~ 4h
+    per_tok += 2 * 1.5 * h / sp  # two dropouts (read, write, 1-byte mask)
+    act = ffn_inner * (3 if m.ffn_type == "swiglu" else 2) / tp  # activation fn read/write
+    per_tok += act
+    per_tok += 2 * (a * qk_dim * 3) / tp / 2  # rotary/bias on q, k, v
+    bytes_fwd = tokens * per_tok * e
+    if not flash_attention:
+        # scale + mask + softmax + dropout over a s^2 b scores: ~4 passes of read+write
+        bytes_fwd += 4 * 2 * b * a / tp * s * s_kv * e
+    # --- recomputation
+    if recompute == "full":
+        rec_flops, rec_bytes = gemm + attn, bytes_fwd
+    elif recompute == "selective":
+        rec_flops, rec_bytes = attn, (0.0 if flash_attention else 4 * 2 * b * a / tp * s *
+                                      s_kv * e)
+    else:
+        rec_flops, rec_bytes = 0.0, 0.0
+    # --- activations kept for backward (Korthikanti et al. 2022, Table 2), bytes
+    # per token and hidden unit: attention 7 + 4 g (input, Q, K/V, output-projection input,
+    # dropout mask; g = kv_heads / heads), MLP 3 + (2 or 3) x 2 f/h (input, mask, the FFN's
+    # intermediate tensors), norms 4; of which 10 (norm and block inputs, masks) are
+    # replicated over TP unless sequence parallelism splits them. Scores add 5 a s / h,
+    # dropped by flash attention or selective recompute.
+    g = m.kv_heads / m.heads if m.mla is None else 1.0
+    total = (7 + 4 * g) + (3 + (6 if m.ffn_type == "swiglu" else 4) * ffn_inner / h) + 4
+    repl = 0.0 if sequence_parallel else 10.0
+    per = repl + (total - repl) / tp
+    score = 0.0 if (flash_attention or recompute == "selective") else 5 * a * s_kv / (h * tp)
+    kept = tokens * h * (per + score)
+    if recompute == "full":
+        kept = 2 * tokens * h / sp  # only the layer's input
+    # --- communication per GPU in forward
+    tp_bytes = tokens * h * e if tp > 1 else 0.0  # buffer of each TP all-reduce (or RS+AG)
+    tp_colls = 2 if tp > 1 else 0
+    ep_bytes = 0.0
+    if moe_layer and ep > 1:
+        ep_bytes = 2 * tokens * h * e * m.moe.top_k * (ep - 1) / ep  # dispatch + combine
+    cp_bytes = 0.0
+    if cp > 1:
+        kv = 2 * b * s * (m.kv_heads * d if m.mla is None else m.mla.kv_lora_rank) * e / tp
+        cp_bytes = kv * (cp - 1)  # each GPU's K/V shard travels the ring
+    return LayerCost(gemm, attn, bytes_fwd, rec_flops, rec_bytes, tp_bytes, tp_colls,
+                     ep_bytes, cp_bytes, kept)

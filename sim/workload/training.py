@@ -1,0 +1,754 @@
+"""Training jobs on a fabric: one step of a transformer under TP/SP, PP, DP (ZeRO/FSDP), CP
+and EP, executed on SimPy time.
+
+Execution. Each pipeline stage is one SimPy process that runs its schedule (GPipe, 1F1B or
+Megatron's interleaved 1F1B) micro-batch by micro-batch. A forward or backward op lasts
+its compute time (:mod:`sim.compute`: GEMMs at measured matmul efficiency, elementwise
+work at HBM bandwidth) plus its tensor-parallel collectives, which Megatron runs between
+the layer's GEMMs (timed by :func:`~sim.collectives.collective_time` in the stage's
+scale-up domain), plus expert-parallel all-to-alls and context-parallel exchange.
+Activations and their gradients go from stage to stage as transfers through the network
+model, so they contend with everything else on the fabric. Data-parallel replicas are
+symmetric and folded: one process per stage stands for all of them, and its transfers
+carry the link loads of every replica at once. Gradients are reduce-scattered (distributed
+optimizer / ZeRO) or all-reduced in buckets as the last micro-batch's backward produces
+them, overlapped with the rest of backward as Megatron-LM does; parameters are all-gathered
+after the optimizer step (ZeRO-1/2) or before each layer's use (ZeRO-3/FSDP).
+
+Main assumptions: every micro-batch costs the same; TP collectives stay inside a scale-up
+domain that no other job shares; DP groups run rings (NCCL's choice at these sizes);
+the optimizer step is HBM-bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from ..catalog import Catalog, load_catalog
+from ..collectives import collective_time
+from ..collectives.algorithms import PhaseSpec
+from ..collectives.timing import CompiledPhase, _capacity, _compile_phase
+from ..compute import gemm_time, hbm_time
+from ..errors import ConfigError, InfeasibleError
+from ..fabric.fabric import Fabric
+from ..network import Transfer, make_network
+from ..spec import Node, apply_overrides, load_yaml
+from .models import (
+    LayerCost,
+    ModelSpec,
+    embedding_params,
+    layer_costs,
+    params_per_layer,
+    read_model,
+)
+
+__all__ = ["TrainingWorkload", "load_workload", "simulate_training", "TrainingResult",
+           "memory_per_gpu"]
+
+_PRECISIONS = ("bf16", "fp16", "fp8")
+_SCHEDULES = ("1f1b", "interleaved", "gpipe")
+
+
+@dataclass
+class TrainingWorkload:
+    """A training job's model, batch and parallel layout."""
+
+    name: str
+    model: ModelSpec
+    global_batch: int  # sequences per step
+    micro_batch: int
+    seq_len: int
+    precision: str = "bf16"
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
+    vpp: int = 1  # virtual (interleaved) stages per pipeline rank
+    zero: int = 1  # 0 none, 1 optimizer states (distributed optimizer), 2 +grads, 3 +params
+    sequence_parallel: bool = True
+    recompute: str = "none"  # none | selective | full
+    schedule: str = "1f1b"
+    flash_attention: bool = True
+    overlap_grad_reduce: bool = True
+    overlap_param_gather: bool = True
+    grad_bucket_params: float = 40e6
+    first_stage_layers: int | None = None  # uneven pipelines (Megatron's
+    last_stage_layers: int | None = None  # --decoder-first/last-pipeline-num-layers)
+    placement: str = "tp,cp,dp,pp"  # fastest-varying first: rank order on the fabric
+    first_gpu: int = 0
+    n_gpus: int | None = None  # the job's GPUs; default: every accelerator of the fabric
+    file: str | None = None
+
+    def __post_init__(self):
+        if self.vpp > 1 and self.schedule == "1f1b":
+            self.schedule = "interleaved"  # virtual stages imply Megatron's interleaving
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp * self.cp
+
+    @property
+    def micro_batches(self) -> int:
+        return self.global_batch // (self.micro_batch * self.dp)
+
+
+def _err(w: TrainingWorkload, field_: str, msg: str) -> InfeasibleError:
+    where = ": ".join(x for x in (w.file, field_) if x)
+    return InfeasibleError(f"{where}: {msg}" if where else msg)
+
+
+def check(w: TrainingWorkload, fabric: Fabric | None = None) -> None:
+    """Raise InfeasibleError (one line, with the numbers) if the layout cannot run."""
+    m = w.model
+    if fabric is not None:
+        avail = fabric.n_accelerators - w.first_gpu
+        want = w.n_gpus if w.n_gpus is not None else avail
+        if w.gpus != want:
+            raise _err(w, "parallelism", f"tp*pp*dp*cp = {w.tp}*{w.pp}*{w.dp}*{w.cp} = "
+                       f"{w.gpus}, but the job has {want} GPUs"
+                       + ("" if w.n_gpus is not None else " (all of the fabric; set `gpus:`"
+                          " to run on part of it)"))
+        if w.gpus > avail:
+            raise _err(w, "gpus", f"{w.gpus} GPUs from GPU {w.first_gpu}, but the fabric "
+                       f"has {avail}")
+    if m.heads % w.tp:
+        raise _err(w, "parallelism.tp", f"{m.heads} attention heads are not divisible by "
+                   f"tp={w.tp}")
+    if m.mla is None and m.kv_heads % w.tp and w.tp % m.kv_heads:
+        raise _err(w, "parallelism.tp", f"{m.kv_heads} KV heads and tp={w.tp} do not divide "
+                   "each other")
+    if w.first_stage_layers is not None or w.last_stage_layers is not None:
+        if w.vpp > 1 or w.pp < 3:
+            raise _err(w, "parallelism.first_stage_layers", "uneven first/last stages need "
+                       "pp >= 3 and no virtual stages")
+        rest = m.layers - (w.first_stage_layers or 0) - (w.last_stage_layers or 0)
+        inner = w.pp - (w.first_stage_layers is not None) - (w.last_stage_layers is not None)
+        if rest <= 0 or rest % inner:
+            raise _err(w, "parallelism.first_stage_layers", f"{m.layers} layers minus the "
+                       f"first/last stages' leaves {rest}, not divisible by the other "
+                       f"{inner} stages")
+    elif m.layers % (w.pp * w.vpp):
+        raise _err(w, "parallelism.pp", f"{m.layers} layers are not divisible by pp x "
+                   f"virtual stages = {w.pp} x {w.vpp} = {w.pp * w.vpp}")
+    if w.global_batch % (w.micro_batch * w.dp):
+        raise _err(w, "batch.global", f"global batch {w.global_batch} is not divisible by "
+                   f"micro_batch x dp = {w.micro_batch} x {w.dp} = {w.micro_batch * w.dp}")
+    if w.schedule == "interleaved" and w.micro_batches % w.pp:
+        raise _err(w, "batch.global", f"interleaved 1F1B needs micro-batches "
+                   f"({w.micro_batches}) to be a multiple of pp={w.pp}")
+    if w.seq_len % (2 * w.cp) and w.cp > 1:
+        raise _err(w, "batch.seq_len", f"sequence {w.seq_len} is not divisible by 2 x cp = "
+                   f"{2 * w.cp} (load-balanced context parallelism)")
+    if w.ep > 1:
+        if m.moe is None:
+            raise _err(w, "parallelism.ep", f"ep={w.ep} but {m.name} has no experts")
+        if m.moe.experts % w.ep:
+            raise _err(w, "parallelism.ep", f"{m.moe.experts} experts are not divisible by "
+                       f"ep={w.ep}")
+        if (w.dp * w.cp) % w.ep:
+            raise _err(w, "parallelism.ep", f"ep={w.ep} must divide dp x cp = "
+                       f"{w.dp * w.cp} (experts are spread over data-parallel ranks)")
+    if w.seq_len > m.max_seq_len:
+        raise _err(w, "batch.seq_len", f"sequence {w.seq_len} exceeds {m.name}'s maximum "
+                   f"{m.max_seq_len}")
+
+
+def _bool(n: Node, k: str, d: bool) -> bool:
+    return n.boolean(k, d)
+
+
+def load_workload(path: str | Path, overrides: list[str] | None = None,
+                  catalog: Catalog | None = None) -> TrainingWorkload:
+    """Read a training workload YAML (see ``workloads/*.yaml`` for examples).
+
+    Raises
+    ------
+    ConfigError
+        Malformed file (naming file and field); InfeasibleError for layouts that cannot
+        run (sizes that do not divide).
+    """
+    cat = catalog or load_catalog()
+    doc = load_yaml(path)
+    apply_overrides(doc.data, overrides, file=doc.file)
+    kind = doc.string("kind", "training", choices=("training",))
+    del kind
+    name = doc.string("name", Path(path).stem)
+    raw_model = doc.raw("model")
+    if isinstance(raw_model, str):
+        model = cat.get("models", raw_model, file=doc.file, field="model")
+    else:
+        model = read_model("inline", doc.sub("model"))
+    b = doc.sub("batch")
+    p = doc.sub("parallelism")
+    o = doc.sub("options", {})
+    w = TrainingWorkload(
+        name=name,
+        model=model,
+        global_batch=b.integer("global", minimum=1),
+        micro_batch=b.integer("micro", 1, minimum=1),
+        seq_len=b.integer("seq_len", minimum=1),
+        precision=doc.string("precision", "bf16", choices=_PRECISIONS),
+        tp=p.integer("tp", 1, minimum=1),
+        pp=p.integer("pp", 1, minimum=1),
+        dp=p.integer("dp", 1, minimum=1),
+        cp=p.integer("cp", 1, minimum=1),
+        ep=p.integer("ep", 1, minimum=1),
+        vpp=p.integer("virtual_stages", 1, minimum=1),
+        zero=p.integer("zero", 1, minimum=0),
+        sequence_parallel=_bool(p, "sequence_parallel", True),
+        recompute=o.string("recompute", "none", choices=("none", "selective", "full")),
+        schedule=o.string("schedule", "1f1b", choices=_SCHEDULES),
+        flash_attention=_bool(o, "flash_attention", True),
+        overlap_grad_reduce=_bool(o, "overlap_grad_reduce", True),
+        overlap_param_gather=_bool(o, "overlap_param_gather", True),
+        grad_bucket_params=o.number("grad_bucket_params", 40e6, low=1.0),
+        first_stage_layers=p.integer("first_stage_layers", None, minimum=1),
+        last_stage_layers=p.integer("last_stage_layers", None, minimum=1),
+        placement=doc.string("placement", "tp,cp,dp,pp"),
+        first_gpu=doc.integer("first_gpu", 0, minimum=0),
+        n_gpus=doc.integer("gpus", None, minimum=1),
+        file=doc.file,
+    )
+    if p.raw("fsdp", False):
+        w.zero = 3
+    if w.zero > 3:
+        raise p.error("zero", f"ZeRO stage must be 0-3, got {w.zero}")
+    if w.vpp > 1 and w.schedule == "1f1b":
+        w.schedule = "interleaved"
+    if sorted(w.placement.split(",")) != sorted(["tp", "cp", "dp", "pp"]):
+        raise doc.error("placement", f"expected an order of tp, cp, dp, pp, got "
+                        f"{w.placement!r}")
+    for n in (b, p, o):
+        n.done()
+    doc.done()
+    check(w)
+    return w
+
+
+def stage_layers(w: TrainingWorkload, stage: int, chunk: int = 0) -> range:
+    """The layers of pipeline ``stage`` (virtual ``chunk``)."""
+    m = w.model
+    if w.first_stage_layers is None and w.last_stage_layers is None:
+        per = m.layers // (w.pp * w.vpp)
+        first = (chunk * w.pp + stage) * per
+        return range(first, first + per)
+    fl = w.first_stage_layers
+    ll = w.last_stage_layers
+    inner = w.pp - (fl is not None) - (ll is not None)
+    per = (m.layers - (fl or 0) - (ll or 0)) // inner
+    sizes = [per] * w.pp
+    if fl is not None:
+        sizes[0] = fl
+    if ll is not None:
+        sizes[-1] = ll
+    start = sum(sizes[:stage])
+    return range(start, start + sizes[stage])
+
+
+# ------------------------------------------------------------------ memory
+def memory_per_gpu(w: TrainingWorkload, stage: int = 0) -> dict:
+    """Bytes per GPU of pipeline stage ``stage``: weights, gradients, optimizer states,
+    activations in flight, and the logits of the last stage."""
+    m = w.model
+    layers = [lay for c in range(w.vpp) for lay in stage_layers(w, stage, c)]
+    per_stage = len(layers)
+    first = layers[0]
+    dense = experts = 0
+    for layer in layers:
+        d, e = params_per_layer(m, layer)
+        dense += d
+        experts += e
+    params = dense / w.tp + experts / (w.tp * w.ep)
+    if stage == 0 or stage == w.pp - 1:
+        params += m.vocab * m.hidden / w.tp * (1 if (w.pp > 1 or m.tied_embeddings) else 2)
+    shard = w.dp * w.cp
+    weights = 2 * params / (shard if w.zero >= 3 else 1)
+    grads = 4 * params / (shard if w.zero >= 2 else 1)  # fp32 main grads
+    optim = 12 * params / (shard if w.zero >= 1 else 1)  # fp32 master + Adam m, v
+    cost = layer_costs(m, micro_batch=w.micro_batch, seq_len=w.seq_len, tp=w.tp, cp=w.cp,
+                       ep=w.ep, sequence_parallel=w.sequence_parallel, recompute=w.recompute,
+                       flash_attention=w.flash_attention, layer=first)
+    if w.schedule == "gpipe":
+        in_flight = w.micro_batches
+    elif w.schedule == "interleaved":
+        in_flight = min(w.micro_batches, w.pp - stage + (w.pp - 1) / w.vpp)
+    else:
+        in_flight = min(w.micro_batches, w.pp - stage)
+    acts = cost.activation_bytes * per_stage * in_flight
+    logits = 0.0
+    if stage == w.pp - 1:
+        logits = 4 * w.micro_batch * w.seq_len / w.cp * m.vocab / w.tp  # fp32 logits
+    total = weights + grads + optim + acts + logits
+    return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": acts,
+            "logits": logits, "total": total, "params": params}
+
+
+# ------------------------------------------------------------------ placement
+def _layout(w: TrainingWorkload, f: Fabric) -> np.ndarray:
+    """GPU names as an array indexed [pp, dp, cp, tp] following ``placement``."""
+    order = w.placement.split(",")  # fastest first
+    sizes = {"tp": w.tp, "cp": w.cp, "dp": w.dp, "pp": w.pp}
+    shape = [sizes[k] for k in reversed(order)]  # slowest first
+    accs = np.array(f.accelerators[w.first_gpu:w.first_gpu + w.gpus], dtype=object)
+    grid = accs.reshape(shape)
+    axes = [list(reversed(order)).index(k) for k in ("pp", "dp", "cp", "tp")]
+    return grid.transpose(axes)
+
+
+# ------------------------------------------------------------------ results
+@dataclass
+class TrainingResult:
+    """One simulated step."""
+
+    workload: TrainingWorkload
+    step_time_s: float
+    breakdown: dict
+    tokens_per_s: float
+    mfu: float
+    hfu: float
+    model_flops: float
+    hardware_flops: float
+    memory_per_gpu_bytes: float
+    memory: dict
+    hbm_capacity_bytes: float
+    stages: pd.DataFrame
+    links: pd.DataFrame
+    network: str
+    events: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"workload": self.workload.name, "model": self.workload.model.name,
+                "gpus": self.workload.gpus, "step_time_s": self.step_time_s,
+                "tokens_per_s": self.tokens_per_s, "mfu": self.mfu, "hfu": self.hfu,
+                "memory_per_gpu_bytes": self.memory_per_gpu_bytes,
+                "hbm_capacity_bytes": self.hbm_capacity_bytes,
+                "breakdown_s": self.breakdown, "memory_bytes": self.memory,
+                "network": self.network,
+                "busiest_links": self.links.head(5).to_dict(orient="records")}
+
+
+def model_flops_per_step(w: TrainingWorkload) -> tuple[float, float]:
+    """(model FLOPs, hardware FLOPs) of one step over all GPUs: 3 x forward (+ recompute)."""
+    m = w.model
+    fwd = rec = 0.0
+    for layer in range(m.layers):
+        c = layer_costs(m, micro_batch=1, seq_len=w.seq_len, layer=layer,
+                        flash_attention=False, causal=False, recompute=w.recompute)
+        fwd += c.flops_fwd
+        rec += c.recompute_flops
+    fwd += 2 * w.seq_len * m.hidden * m.vocab  # logits
+    seqs = w.global_batch
+    return 3 * fwd * seqs, (3 * fwd + rec) * seqs
+
+
+# ------------------------------------------------------------------ the engine
+class _Stage:
+    """Durations of one pipeline stage's operations (per virtual chunk)."""
+
+    def __init__(self, w: TrainingWorkload, f: Fabric, s: int, tp_group: list[str]):
+        acc = f.catalog.accelerators[f.graph.nodes[tp_group[0]]["model"]]
+        self.acc = acc
+        m = w.model
+        prec = w.precision if w.precision in acc.peak_flops else "bf16"
+        fwd = bwd = 0.0
+        tp_fwd = ep_fwd = cp_fwd = 0.0
+        self.comm = {"tp": 0.0, "ep": 0.0, "cp": 0.0}
+        costs: list[LayerCost] = []
+        for c in range(w.vpp):
+            for layer in stage_layers(w, s, c):
+                costs.append(layer_costs(
+                    m, micro_batch=w.micro_batch, seq_len=w.seq_len, tp=w.tp, cp=w.cp,
+                    ep=w.ep, sequence_parallel=w.sequence_parallel, recompute=w.recompute,
+                    flash_attention=w.flash_attention, layer=layer))
+        n_chunks = w.vpp
+        c0 = costs[0]
+        # TP collectives: all-reduce (or reduce-scatter + all-gather with SP), 2 per layer
+        # forward, 2 backward, 2 more when the forward is recomputed
+        tp_t = 0.0
+        if w.tp > 1:
+            if w.sequence_parallel:
+                one = collective_time(f, "reduce_scatter", tp_group, c0.tp_bytes_fwd).time_s + \
+                    collective_time(f, "all_gather", tp_group, c0.tp_bytes_fwd).time_s
+            else:
+                one = collective_time(f, "all_reduce", tp_group, c0.tp_bytes_fwd).time_s
+            tp_t = one * c0.tp_collectives_fwd
+        # kernels per layer: norms, QKV, rotary/bias, attention (one fused kernel, or scores,
+        # softmax, dropout, values), output projection, residual/dropout, FFN GEMMs and
+        # activation; backward launches about twice as many
+        ko = f.catalog.compute.kernel_overhead_s
+        k_fwd = 11 + (0 if w.flash_attention else 3)
+        k_rec = {"full": k_fwd, "selective": 3, "none": 0}[w.recompute]
+        for c in costs:
+            fwd += k_fwd * ko
+            bwd += (2 * k_fwd + k_rec) * ko
+            fwd += gemm_time(acc, prec, c.gemm_fwd) + gemm_time(acc, prec, c.attn_fwd) + \
+                hbm_time(acc, c.bytes_fwd)
+            bwd += 2 * (gemm_time(acc, prec, c.gemm_fwd) + gemm_time(acc, prec, c.attn_fwd)) + \
+                2 * hbm_time(acc, c.bytes_fwd) + gemm_time(acc, prec, c.recompute_flops) + \
+                hbm_time(acc, c.recompute_bytes)
+            tp_fwd += tp_t
+            ep_fwd += c.ep_bytes_fwd
+            cp_fwd += c.cp_bytes_fwd
+        rec_tp = 1.0 if w.recompute == "full" else 0.0
+        self.compute_fwd = fwd / n_chunks
+        self.compute_bwd = bwd / n_chunks
+        self.tp_fwd = tp_fwd / n_chunks
+        self.tp_bwd = tp_fwd * (1 + rec_tp) / n_chunks
+        # EP all-to-all (dispatch + combine) and CP ring: per GPU bytes / injection rate
+        inj = acc.scale_up_bandwidth_Bps * f.catalog.links[acc.scale_up_link].protocol_efficiency
+        nic = _nic_rate(f, tp_group[0])
+        ep_rate = inj if w.ep * w.tp <= len(f.domains[f.domain_of[tp_group[0]]]) else nic
+        self.ep_fwd = ep_fwd / ep_rate / n_chunks if ep_fwd else 0.0
+        self.ep_bwd = 2 * self.ep_fwd
+        cp_rate = nic if w.cp > 1 else 1.0
+        # CP K/V exchange overlaps attention compute (Megatron-Core ring attention)
+        attn_t = sum(gemm_time(acc, prec, c.attn_fwd) for c in costs) / n_chunks
+        self.cp_fwd = max(0.0, cp_fwd / cp_rate / n_chunks - attn_t) if cp_fwd else 0.0
+        self.cp_bwd = 2 * self.cp_fwd
+        # logits + loss on the last stage's last chunk, embedding on the first
+        self.head_fwd = self.head_bwd = 0.0
+        if s == w.pp - 1:
+            tokens = w.micro_batch * w.seq_len / w.cp
+            hf = 2 * tokens * m.hidden * m.vocab / w.tp
+            self.head_fwd = gemm_time(acc, prec, hf) + hbm_time(acc, 3 * 4 * tokens * m.vocab
+                                                                 / w.tp)
+            self.head_bwd = 2 * gemm_time(acc, prec, hf)
+        self.activation_bytes = c0.tp_bytes_fwd / (w.tp if w.sequence_parallel else 1) \
+            if w.tp > 1 else w.micro_batch * w.seq_len / w.cp * m.hidden * 2
+        d_params = sum(params_per_layer(m, c)[0] for c in range(len(costs)))
+        e_params = sum(params_per_layer(m, c)[1] for c in range(len(costs)))
+        self.params = d_params / w.tp + e_params / (w.tp * w.ep)
+        if s in (0, w.pp - 1):
+            self.params += m.vocab * m.hidden / w.tp
+
+
+def _nic_rate(f: Fabric, gpu: str) -> float:
+    nics = f.nics_of.get(gpu, [])
+    if not nics:
+        return 1e9
+    g = f.graph
+    cap = sum(d["capacity"] * f.catalog.links[d["tech"]].protocol_efficiency
+              for _, v, d in g.out_edges(nics[0], data=True) if g.nodes[v]["kind"] == "switch")
+    return cap / len(f.accels_of_nic[nics[0]])
+
+
+def _schedule(w: TrainingWorkload, s: int) -> list[tuple[str, int, int]]:
+    """Ops of stage ``s``: ('F'|'B', micro-batch, virtual chunk), in execution order."""
+    M, P, V = w.micro_batches, w.pp, w.vpp
+    if w.schedule == "gpipe":
+        return [("F", i, 0) for i in range(M)] + [("B", i, 0) for i in reversed(range(M))]
+    if w.schedule == "1f1b":
+        warm = min(P - s - 1, M)
+        ops = [("F", i, 0) for i in range(warm)]
+        f_next, b_next = warm, 0
+        while f_next < M:
+            ops.append(("F", f_next, 0))
+            f_next += 1
+            ops.append(("B", b_next, 0))
+            b_next += 1
+        ops += [("B", i, 0) for i in range(b_next, M)]
+        return ops
+    # Megatron interleaved 1F1B: micro-batches in groups of P per chunk
+    total = M * V
+
+    def chunk_mb(k: int, forward: bool) -> tuple[int, int]:
+        group = k // (P * V)
+        in_group = k % (P * V)
+        chunk = in_group // P
+        if not forward:
+            chunk = V - 1 - chunk
+        return chunk, group * P + in_group % P
+
+    warm = min((P - s - 1) * 2 + (V - 1) * P, total)
+    ops = []
+    fk = bk = 0
+    for _ in range(warm):
+        c, mb = chunk_mb(fk, True)
+        ops.append(("F", mb, c))
+        fk += 1
+    while fk < total:
+        c, mb = chunk_mb(fk, True)
+        ops.append(("F", mb, c))
+        fk += 1
+        c, mb = chunk_mb(bk, False)
+        ops.append(("B", mb, c))
+        bk += 1
+    while bk < total:
+        c, mb = chunk_mb(bk, False)
+        ops.append(("B", mb, c))
+        bk += 1
+    return ops
+
+
+def _pair_phase(f: Fabric, src: list[str], dst: list[str], name: str, inter: bool) -> PhaseSpec:
+    """Flows src[i] -> dst[i] (one byte each per byte sent) as a phase over ranks src+dst."""
+    n = len(src)
+    return PhaseSpec(name, np.arange(n), np.arange(n, 2 * n), np.ones(n), np.arange(n), 1,
+                     [], inter, False, None)
+
+
+def _ring_groups_phase(groups: list[list[int]], unit: float, steps: int, name: str
+                       ) -> PhaseSpec:
+    """Rings within each group of rank indices (one data-parallel group per TP/CP rank)."""
+    src, dst = [], []
+    for g in groups:
+        k = len(g)
+        for i in range(k):
+            src.append(g[i])
+            dst.append(g[(i + 1) % k])
+    n = len(src)
+    return PhaseSpec(name, np.array(src), np.array(dst), np.full(n, unit), np.arange(n),
+                     steps, [], True, True, 1.0)
+
+
+def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "flow",
+                      env: simpy.Environment | None = None, net=None) -> TrainingResult:
+    """Simulate one training step of ``w`` on ``fabric``.
+
+    Parameters
+    ----------
+    fabric : Fabric
+    w : TrainingWorkload
+    network : {'flow', 'analytical'}
+    env, net : optional
+        An existing SimPy environment and network model, to run alongside other jobs.
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    InfeasibleError
+        The layout does not fit the fabric or the memory.
+    """
+    check(w, fabric)
+    own_env = env is None
+    env = env or simpy.Environment()
+    net = net or make_network(network, env, fabric)
+    grid = _layout(w, fabric)  # [pp, dp, cp, tp]
+    acc = fabric.catalog.accelerators[fabric.graph.nodes[grid[0, 0, 0, 0]]["model"]]
+    mem = [memory_per_gpu(w, s) for s in range(w.pp)]
+    worst = max(mem, key=lambda x: x["total"])
+    if worst["total"] > acc.hbm_capacity_B:
+        s = mem.index(worst)
+        raise _err(w, "memory", f"stage {s} needs {worst['total'] / 2**30:.1f} GiB per GPU "
+                   f"(weights {worst['weights'] / 2**30:.1f}, gradients "
+                   f"{worst['gradients'] / 2**30:.1f}, optimizer "
+                   f"{worst['optimizer'] / 2**30:.1f}, activations "
+                   f"{worst['activations'] / 2**30:.1f}, logits {worst['logits'] / 2**30:.1f})"
+                   f" but {acc.id} has {acc.hbm_capacity_B / 2**30:.1f} GiB")
+    stages = [_Stage(w, fabric, s, list(grid[s, 0, 0, :])) for s in range(w.pp)]
+    cap = _capacity(fabric)
+    policy = fabric.routing
+    # --- PP transfers: stage s -> s+1 for every (dp, cp, tp) position, compiled once
+    pp_fwd: list[CompiledPhase] = []
+    pp_bwd: list[CompiledPhase] = []
+    for s in range(w.pp - 1):
+        a = list(grid[s].ravel())
+        b = list(grid[s + 1].ravel())
+        ranks = tuple(a + b)
+        pp_fwd.append(_compile_phase(fabric, ranks, _pair_phase(fabric, a, b, "pp", True),
+                                     policy, cap))
+        rev = PhaseSpec("pp-back", np.arange(len(a), 2 * len(a)), np.arange(len(a)),
+                        np.ones(len(a)), np.arange(len(a)), 1, [], True, False, None)
+        pp_bwd.append(_compile_phase(fabric, ranks, rev, policy, cap))
+    pp_wrap = pp_wrap_b = None
+    if w.vpp > 1 and w.pp > 1:  # interleaved: last stage hands chunk c to stage 0's chunk c+1
+        a, b = list(grid[w.pp - 1].ravel()), list(grid[0].ravel())
+        ranks = tuple(a + b)
+        pp_wrap = _compile_phase(fabric, ranks, _pair_phase(fabric, a, b, "pp", True),
+                                 policy, cap)
+        rev = PhaseSpec("pp-back", np.arange(len(a), 2 * len(a)), np.arange(len(a)),
+                        np.ones(len(a)), np.arange(len(a)), 1, [], True, False, None)
+        pp_wrap_b = _compile_phase(fabric, ranks, rev, policy, cap)
+    # --- DP rings per stage: one ring per (cp, tp) position over the dp replicas
+    dp_phase: list[CompiledPhase | None] = []
+    for s in range(w.pp):
+        if w.dp * w.cp == 1:
+            dp_phase.append(None)
+            continue
+        ranks = list(grid[s].ravel())  # index = (dp * cp + cp_i) * tp + tp_i
+        groups = [[(d * w.cp + c) * w.tp + t for d in range(w.dp) for c in range(w.cp)]
+                  for t in range(w.tp)]
+        k = w.dp * w.cp
+        rs_unit = (k - 1) / k
+        dp_phase.append(_compile_phase(fabric, tuple(ranks),
+                                       _ring_groups_phase(groups, rs_unit, k - 1, "dp ring"),
+                                       policy, cap))
+    proto = fabric.catalog.protocols["Simple"]
+
+    def dp_latency(k: int) -> float:
+        return proto.base_latency_s + (k - 1) * proto.hop_latency_net_s
+
+    # --- SimPy processes
+    V, P = w.vpp, w.pp
+    arrived = {}  # (dir, stage, mb, chunk) -> event
+
+    def ev(key):
+        e = arrived.get(key)
+        if e is None:
+            e = arrived[key] = env.event()
+        return e
+
+    busy = {s: {"compute": 0.0, "tp": 0.0, "ep": 0.0, "cp": 0.0, "wait": 0.0,
+                "dp_exposed": 0.0, "optimizer": 0.0} for s in range(P)}
+    ends = {}
+    act_bytes = [st.activation_bytes * (1 if w.sequence_parallel else 1) for st in stages]
+
+    def send(phase: CompiledPhase, nbytes: float, key):
+        tr = Transfer(phase.links, phase.unit * nbytes,
+                      proto.base_latency_s + proto.hop_latency_net_s, "pp",
+                      group=("pp", id(net), id(phase)))
+        yield net.transfer(tr)
+        ev(key).succeed()
+
+    def dp_sync(s: int, nbytes: float):
+        ph = dp_phase[s]
+        k = w.dp * w.cp
+        if ph is None:
+            return
+        steps = 1 if w.zero >= 1 else 2  # reduce-scatter, or all-reduce = RS + AG
+        for _ in range(steps):
+            yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(k), "dp",
+                                        group=("dp", id(net), s)))
+
+    def dp_sync_ag(s: int, nbytes: float):
+        ph = dp_phase[s]
+        yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(w.dp * w.cp),
+                                    "dp-ag", group=("dp", id(net), s)))
+
+    def stage_proc(s: int):
+        st = stages[s]
+        ops = _schedule(w, s)
+        last_b = max(i for i, op in enumerate(ops) if op[0] == "B")
+        dp_done = []
+        grad_bytes = 2 * st.params  # bf16 gradients reduced (fp32 accumulation local)
+        for i, (kind, mb, c) in enumerate(ops):
+            # global virtual stage index of this chunk
+            vs = c * P + s
+            t0 = env.now
+            gather = None
+            if w.zero >= 3 and dp_phase[s] is not None:
+                # ZeRO-3 / FSDP: this chunk's parameters are all-gathered before use
+                # (prefetched: the gather overlaps the op, the op cannot end before it)
+                gather = env.process(dp_sync_ag(s, 2 * st.params / V))
+            if kind == "F":
+                if vs > 0:
+                    yield ev(("F", vs - 1, mb))
+                busy[s]["wait"] += env.now - t0
+                dur_c = st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)
+                yield env.timeout(dur_c + st.tp_fwd + st.ep_fwd + st.cp_fwd)
+                busy[s]["compute"] += dur_c
+                busy[s]["tp"] += st.tp_fwd
+                busy[s]["ep"] += st.ep_fwd
+                busy[s]["cp"] += st.cp_fwd
+                if vs < V * P - 1:
+                    phase = pp_fwd[s] if s < P - 1 else pp_wrap
+                    if phase is None:  # single stage: nothing to send
+                        ev(("F", vs, mb)).succeed()
+                    else:
+                        env.process(send(phase, act_bytes[s], ("F", vs, mb)))
+                else:
+                    ev(("F", vs, mb)).succeed()
+                if gather is not None:
+                    t = env.now
+                    yield gather
+                    busy[s]["dp_exposed"] += env.now - t
+            else:
+                if vs < V * P - 1:
+                    yield ev(("B", vs + 1, mb))
+                busy[s]["wait"] += env.now - t0
+                dur_c = st.compute_bwd + (st.head_bwd if vs == V * P - 1 else 0.0)
+                if i == last_b and w.overlap_grad_reduce and dp_phase[s] is not None:
+                    # gradients leave in buckets as backward produces them
+                    # Megatron-Core DDP buckets: max(40M, 1M x dp) parameters
+                    bucket = max(w.grad_bucket_params, 1e6 * w.dp * w.cp)
+                    n_b = max(1, math.ceil(st.params / bucket))
+                    piece = (dur_c + st.tp_bwd + st.ep_bwd + st.cp_bwd) / n_b
+                    for _ in range(n_b):
+                        yield env.timeout(piece)
+                        dp_done.append(env.process(dp_sync(s, grad_bytes / n_b)))
+                else:
+                    yield env.timeout(dur_c + st.tp_bwd + st.ep_bwd + st.cp_bwd)
+                busy[s]["compute"] += dur_c
+                busy[s]["tp"] += st.tp_bwd
+                busy[s]["ep"] += st.ep_bwd
+                busy[s]["cp"] += st.cp_bwd
+                if vs > 0:
+                    phase = pp_bwd[s - 1] if s > 0 else pp_wrap_b
+                    if phase is None:
+                        ev(("B", vs, mb)).succeed()
+                    else:
+                        env.process(send(phase, act_bytes[s], ("B", vs, mb)))
+                else:
+                    ev(("B", vs, mb)).succeed()
+                if gather is not None:
+                    t = env.now
+                    yield gather
+                    busy[s]["dp_exposed"] += env.now - t
+        t_bwd_end = env.now
+        if dp_phase[s] is not None:
+            if not w.overlap_grad_reduce:
+                dp_done.append(env.process(dp_sync(s, grad_bytes)))
+            yield simpy.AllOf(env, dp_done)
+        busy[s]["dp_exposed"] += env.now - t_bwd_end
+        # optimizer step: read/write fp32 master, m, v and grads of the local shard
+        shard = w.dp * w.cp if w.zero >= 1 else 1
+        t_opt = hbm_time(st.acc, st.params / shard * 4 * 8) + 20e-6
+        yield env.timeout(t_opt)
+        busy[s]["optimizer"] += t_opt
+        if w.zero >= 1 and dp_phase[s] is not None and not w.overlap_param_gather:
+            t = env.now
+            yield net.transfer(Transfer(dp_phase[s].links, dp_phase[s].unit * 2 * st.params,
+                                        dp_latency(w.dp * w.cp), "dp-ag"))
+            busy[s]["dp_exposed"] += env.now - t
+        ends[s] = env.now
+
+    start = env.now
+    procs = [env.process(stage_proc(s)) for s in range(P)]
+    if own_env:
+        env.run()
+    else:
+        env.run(until=simpy.AllOf(env, procs))
+    assert len(ends) == P, f"pipeline schedule stalled: stages {sorted(set(range(P)) - set(ends))}"
+    step = max(ends.values()) - start
+    mflops, hflops = model_flops_per_step(w)
+    gpus = w.gpus
+    peak = acc.peak_flops.get(w.precision, acc.peak_flops["bf16"])
+    tokens = w.global_batch * w.seq_len
+    # breakdown from the critical stage: the one that finishes last
+    crit = max(ends, key=ends.get)
+    b = busy[crit]
+    breakdown = {"compute": b["compute"], "tp_exposed": b["tp"], "ep_exposed": b["ep"],
+                 "cp_exposed": b["cp"], "dp_exposed": b["dp_exposed"],
+                 "optimizer": b["optimizer"],
+                 "pp_bubble_and_wait": max(0.0, step - b["compute"] - b["tp"] - b["ep"] -
+                                           b["cp"] - b["dp_exposed"] - b["optimizer"])}
+    lb = net.link_bytes(start, start + step)
+    c = fabric.compile()
+    util = lb / (net.capacity * step) if step > 0 else lb * 0
+    top = np.argsort(util)[::-1][:10]
+    links = pd.DataFrame({"src": [c.node_names[c.link_src[i]] for i in top],
+                          "dst": [c.node_names[c.link_dst[i]] for i in top],
+                          "tech": [c.tech_names[c.tech[i]] for i in top],
+                          "bytes": lb[top], "utilization": util[top]})
+    stage_df = pd.DataFrame([{"stage": s, **busy[s], "end_s": ends[s] - start,
+                              "memory_bytes": mem[s]["total"]} for s in range(P)])
+    return TrainingResult(
+        workload=w, step_time_s=step, breakdown=breakdown, tokens_per_s=tokens / step,
+        mfu=mflops / (step * gpus * peak), hfu=hflops / (step * gpus * peak),
+        model_flops=mflops, hardware_flops=hflops, memory_per_gpu_bytes=worst["total"],
+        memory=worst, hbm_capacity_bytes=acc.hbm_capacity_B, stages=stage_df, links=links,
+        network=net.name, events=len(net.transfers))
+
+
+_ = (ConfigError, embedding_params)
