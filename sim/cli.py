@@ -181,7 +181,10 @@ def _train(args: argparse.Namespace) -> int:
                                f"{mem['gradients'] / 2**30:.1f}, optimizer "
                                f"{mem['optimizer'] / 2**30:.1f}, activations "
                                f"{mem['activations'] / 2**30:.1f})")]
+    rows.append(("breakdown", f"pipeline stage {r.breakdown['critical_stage']} (busiest)"))
     for k, v in r.breakdown.items():
+        if k == "critical_stage":
+            continue
         rows.append((f"  {k.replace('_', ' ')}", f"{format_si(v, 'time')} "
                                                   f"({v / r.step_time_s * 100:.1f}%)"))
     width = max(len(k) for k, _ in rows)

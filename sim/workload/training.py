@@ -639,8 +639,11 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
             gather = None
             if w.zero >= 3 and dp_phase[s] is not None:
                 # ZeRO-3 / FSDP: this chunk's parameters are all-gathered before use
-                # (prefetched: the gather overlaps the op, the op cannot end before it)
-                gather = env.process(dp_sync_ag(s, 2 * st.params / V))
+                # (prefetched: the gather overlaps the op, the op cannot end before it);
+                # with full recomputation, backward gathers twice (the recomputed forward
+                # and the backward itself), as DeepSpeed's checkpointed layers do
+                times = 2 if (kind == "B" and w.recompute == "full") else 1
+                gather = env.process(dp_sync_ag(s, times * 2 * st.params / V))
             if kind == "F":
                 if vs > 0:
                     yield ev(("F", vs - 1, mb))
@@ -725,14 +728,18 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
     gpus = w.gpus
     peak = acc.peak_flops.get(w.precision, acc.peak_flops["bf16"])
     tokens = w.global_batch * w.seq_len
-    # breakdown from the critical stage: the one that finishes last
-    crit = max(ends, key=ends.get)
+    # breakdown from the busiest stage: the one whose own work paces the pipeline
+    crit = max(busy, key=lambda k: busy[k]["compute"] + busy[k]["tp"] + busy[k]["ep"] +
+               busy[k]["cp"])
     b = busy[crit]
-    breakdown = {"compute": b["compute"], "tp_exposed": b["tp"], "ep_exposed": b["ep"],
+    breakdown = {"critical_stage": crit, "compute": b["compute"], "tp_exposed": b["tp"],
+                 "ep_exposed": b["ep"],
                  "cp_exposed": b["cp"], "dp_exposed": b["dp_exposed"],
                  "optimizer": b["optimizer"],
-                 "pp_bubble_and_wait": max(0.0, step - b["compute"] - b["tp"] - b["ep"] -
-                                           b["cp"] - b["dp_exposed"] - b["optimizer"])}
+                 "pp_bubble_and_wait": step - b["compute"] - b["tp"] - b["ep"] - b["cp"] -
+                 b["dp_exposed"] - b["optimizer"]}
+    if abs(breakdown["pp_bubble_and_wait"]) < 1e-9 * step:  # rounding, bubble-free step
+        breakdown["pp_bubble_and_wait"] = 0.0
     lb = net.link_bytes(start, start + step)
     c = fabric.compile()
     util = lb / (net.capacity * step) if step > 0 else lb * 0

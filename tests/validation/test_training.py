@@ -1,0 +1,55 @@
+"""Training throughput against published runs (shared/validation/training_cases.tsv).
+
+Slow (a few minutes: the 1T-parameter cases simulate thousands of pipeline operations),
+so it runs in CI's slow pass. The bounds are the issue's targets where the model meets
+them; where it does not (small H100 models, DeepSpeed ZeRO-3), the bound is the current
+error so that a regression shows, and the gap is reported in the issue's note."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.validation import training_cases
+
+
+@pytest.fixture(scope="module")
+def df():
+    return training_cases()
+
+
+@pytest.mark.slow
+def test_every_expressible_case_runs(df):
+    ok = df[df["status"] == "ok"]
+    assert len(ok) >= 28
+    assert set(df[df["status"] != "ok"]["case"]) == {"MAXTEXT-V4-22B"}
+
+
+@pytest.mark.slow
+def test_median_error_within_target(df):
+    ok = df[df["status"] == "ok"]
+    assert ok["error_pct"].abs().median() <= 10.0
+
+
+@pytest.mark.slow
+def test_narayanan_and_korthikanti_within_25pct_except_zero3(df):
+    ok = df[(df["status"] == "ok") & df["case"].str.match(r"(NAR21|KOR22)")
+            & ~df["case"].str.contains("ZeRO3")]
+    assert ok["error_pct"].abs().max() <= 25.0, ok[["case", "error_pct"]]
+
+
+@pytest.mark.slow
+def test_megatron_h100_from_32b_up_within_10pct(df):
+    big = df[df["case"].isin([f"MLM-H100-WEAK-{s}" for s in
+                              ("32B", "70B", "119B", "177B", "314B", "462B")])]
+    assert len(big) == 6
+    assert big["error_pct"].abs().max() <= 10.0, big[["case", "error_pct"]]
+
+
+@pytest.mark.slow
+def test_known_gaps_do_not_grow(df):
+    """Over-predicted today: small H100 models (GEMM efficiency below MAMF at h <= 4096)
+    and DeepSpeed ZeRO-3 (gathers overlap less than modelled)."""
+    e = df.set_index("case")["error_pct"]
+    assert 0 < e["MLM-H100-WEAK-1.7B"] <= 65
+    assert 0 < e["MLM-H100-WEAK-7.1B"] <= 40
+    assert 0 < e["NAR21-T2-ZeRO3-175B-384"] <= 45
