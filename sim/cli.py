@@ -195,6 +195,35 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .fabric import load_topology
+    from .units import parse
+    from .workload.inference import load_service, simulate_service
+
+    f = load_topology(args.topology, args.set)
+    s = load_service(args.service, args.wset, catalog=f.catalog)
+    dur = parse(args.duration, "time", field="--duration")
+    r = simulate_service(f, s, dur, warmup_s=min(dur * 0.1, 60.0))
+    if args.json:
+        print(json.dumps(r.summary, indent=1, default=float))
+        return 0
+    m = r.summary
+    print(f"# {s.name}: {s.model.name}, {s.replicas} replicas x tp {s.tp} on {f.name}")
+    print(f"# {m['requests']:,} requests over {m['duration_s']:.1f} s; KV cache "
+          f"{m['kv_capacity_tokens']:,} tokens per replica; {m['preemptions']} preemptions")
+    print(f"{'':<10} {'p50':>10} {'p90':>10} {'p99':>10} {'mean':>10}")
+    for k in ("ttft", "tpot", "e2e"):
+        print(f"{k.upper():<10} " + " ".join(f"{m[f'{k}_{q}_s'] * 1e3:>8.1f}ms"
+                                             for q in ("p50", "p90", "p99", "mean")))
+    print(f"throughput {m['throughput_tokens_per_s']:,.0f} output tokens/s, "
+          f"{m['requests_per_s']:.2f} requests/s")
+    if "slo_attainment" in m:
+        print(f"SLO attainment {m['slo_attainment'] * 100:.1f}%")
+    print(f"busy {m['busy_fraction'] * 100:.1f}% of the time, HBM bandwidth "
+          f"{m['hbm_utilization'] * 100:.1f}%")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -273,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--wset", action="append", metavar="PATH=VALUE",
                     help="override a workload field, e.g. parallelism.tp=4")
     tr.set_defaults(func=_train)
+    sv = sub.add_parser("serve", help="simulate an inference service (continuous batching)")
+    sv.add_argument("--topology", required=True)
+    sv.add_argument("--service", required=True)
+    sv.add_argument("--duration", default="60s", help="arrival window, e.g. 600s")
+    sv.add_argument("--json", action="store_true")
+    sv.add_argument("--set", action="append", metavar="PATH=VALUE")
+    sv.add_argument("--wset", action="append", metavar="PATH=VALUE",
+                    help="override a service field, e.g. replicas=8")
+    sv.set_defaults(func=_serve)
     val = sub.add_parser("validate", help="compare predictions with published measurements")
     val.add_argument("what", choices=["collectives", "training"])
     val.add_argument("--json", action="store_true")

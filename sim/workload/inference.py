@@ -1,0 +1,552 @@
+"""Inference serving on a fabric: continuous batching of LLM requests on SimPy time.
+
+A service is ``replicas`` copies of a model, each on ``tp`` GPUs of one scale-up domain.
+Each replica runs iterations (vLLM / TensorRT-LLM in-flight batching): every running
+request that has its prompt processed decodes one token, and waiting prompts are prefilled
+in chunks within a per-iteration token budget, as long as the KV cache has room. A full
+cache preempts the newest request (its KV is dropped and recomputed later).
+
+Iteration time is a roofline per GPU (:mod:`sim.compute`): linear layers cost
+2 x active parameters x tokens FLOPs at the measured matmul rate, but cannot run faster
+than reading the weights once from HBM (decode is memory-bound); attention costs its
+quadratic FLOPs over the context (prefill is compute-bound) or reading the context's KV
+cache (decode); each layer adds two tensor-parallel all-reduces of the iteration's
+activations (:func:`~sim.collectives.collective_time` in the replica's domain) and its
+kernels' overhead. Static batching (TensorRT-LLM's gptSessionBenchmark) runs a fixed batch
+to completion instead.
+
+Main assumptions: requests are independent; prompt and output lengths are known to the
+simulator but not to the scheduler; a replica does not use pipeline parallelism.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from ..catalog import Catalog, load_catalog
+from ..collectives import collective_time
+from ..compute import matmul_rate
+from ..errors import ConfigError, InfeasibleError
+from ..fabric.fabric import Fabric
+from ..spec import Node, apply_overrides, load_yaml
+from .models import ModelSpec, embedding_params, params_per_layer, read_model
+
+__all__ = ["ServiceSpec", "load_service", "simulate_service", "ServiceResult",
+           "kv_bytes_per_token", "IterationModel"]
+
+
+@dataclass
+class Lengths:
+    """A token-length distribution: fixed, uniform, normal or lognormal (integers >= 1)."""
+
+    dist: str = "fixed"
+    mean: float = 128.0
+    sigma: float = 0.0  # normal: std; lognormal: sigma of log
+    low: int = 1
+    high: int = 10**9
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.dist == "fixed":
+            x = np.full(n, self.mean)
+        elif self.dist == "uniform":
+            x = rng.integers(self.low, self.high + 1, n)
+        elif self.dist == "normal":
+            x = rng.normal(self.mean, self.sigma, n)
+        else:  # lognormal with the given mean
+            mu = math.log(self.mean) - self.sigma**2 / 2
+            x = rng.lognormal(mu, self.sigma, n)
+        return np.clip(np.rint(x), max(1, self.low), self.high).astype(np.int64)
+
+
+@dataclass
+class ServiceSpec:
+    """An inference service: model, replicas, batching, KV cache, arrivals, lengths."""
+
+    name: str
+    model: ModelSpec
+    replicas: int = 1
+    tp: int = 1
+    precision: str = "bf16"
+    kv_bytes: int = 2  # per element of the KV cache (1 for FP8)
+    max_batch: int = 256  # running requests per replica
+    token_budget: int = 8192  # tokens per iteration (prefill chunks + decodes)
+    chunked_prefill: bool = True
+    kv_fraction: float = 0.9  # of the HBM left after weights
+    static_batch: int | None = None
+    arrival: str = "poisson"  # poisson | gamma | trace | all-at-once
+    rate: float = 1.0  # requests/s
+    cv: float = 1.0  # gamma: coefficient of variation of inter-arrival times
+    trace: str | None = None
+    prompt: Lengths = field(default_factory=Lengths)
+    output: Lengths = field(default_factory=Lengths)
+    router: str = "least_outstanding"
+    slo_ttft_s: float | None = None
+    slo_tpot_s: float | None = None
+    seed: int = 0
+    first_gpu: int = 0
+    file: str | None = None
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.tp
+
+
+def kv_bytes_per_token(m: ModelSpec, kv_bytes: int) -> float:
+    """KV-cache bytes one token occupies over all layers (K and V, or MLA's latent)."""
+    if m.mla is not None:
+        return m.layers * (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) * kv_bytes
+    return 2 * m.layers * m.kv_heads * m.head_dim * kv_bytes
+
+
+def _lengths(n: Node, key: str) -> Lengths:
+    raw = n.raw(key, None)
+    if raw is None:
+        raise n.error(key, "required field is missing (a number or {dist: ..., mean: ...})")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if raw < 1:
+            raise n.error(key, f"must be at least 1, got {raw}")
+        return Lengths("fixed", float(raw))
+    d = n.sub(key)
+    out = Lengths(d.string("dist", "fixed", choices=("fixed", "uniform", "normal",
+                                                     "lognormal")),
+                  d.number("mean", 128.0, low=1.0), d.number("sigma", 0.0, low=0.0),
+                  d.integer("min", 1, minimum=1), d.integer("max", 10**9, minimum=1))
+    d.done()
+    return out
+
+
+def load_service(path: str | Path, overrides: list[str] | None = None,
+                 catalog: Catalog | None = None) -> ServiceSpec:
+    """Read a service YAML (see ``workloads/*serve*.yaml``)."""
+    cat = catalog or load_catalog()
+    doc = load_yaml(path)
+    apply_overrides(doc.data, overrides, file=doc.file)
+    doc.string("kind", "inference", choices=("inference",))
+    raw_model = doc.raw("model")
+    model = cat.get("models", raw_model, file=doc.file, field="model") \
+        if isinstance(raw_model, str) else read_model("inline", doc.sub("model"))
+    p = doc.sub("parallelism", {})
+    b = doc.sub("batching", {})
+    a = doc.sub("arrival")
+    slo = doc.sub("slo", {})
+    pp = p.integer("pp", 1, minimum=1)
+    if pp != 1:
+        raise p.error("pp", "pipeline-parallel serving is not modelled yet; use tp")
+    s = ServiceSpec(
+        name=doc.string("name", Path(path).stem),
+        model=model,
+        replicas=doc.integer("replicas", 1, minimum=1),
+        tp=p.integer("tp", 1, minimum=1),
+        precision=doc.string("precision", "bf16", choices=("bf16", "fp16", "fp8")),
+        kv_bytes=b.integer("kv_bytes", 2, minimum=1),
+        max_batch=b.integer("max_batch", 256, minimum=1),
+        token_budget=b.integer("token_budget", 8192, minimum=1),
+        chunked_prefill=b.boolean("chunked_prefill", True),
+        kv_fraction=b.number("kv_fraction", 0.9, low=0.0, high=1.0, low_open=True),
+        static_batch=b.integer("static_batch", None, minimum=1),
+        arrival=a.string("process", "poisson", choices=("poisson", "gamma", "trace",
+                                                        "all-at-once")),
+        rate=a.number("rate", 1.0, low=0.0, low_open=True),
+        cv=a.number("cv", 1.0, low=0.0, low_open=True),
+        trace=a.string("trace", None),
+        prompt=_lengths(doc, "prompt_tokens"),
+        output=_lengths(doc, "output_tokens"),
+        router=doc.string("router", "least_outstanding",
+                          choices=("round_robin", "least_outstanding")),
+        slo_ttft_s=slo.quantity("ttft", "time", None),
+        slo_tpot_s=slo.quantity("tpot", "time", None),
+        seed=doc.integer("seed", 0, minimum=0),
+        first_gpu=doc.integer("first_gpu", 0, minimum=0),
+        file=doc.file,
+    )
+    if s.arrival == "trace":
+        if s.trace is None:
+            raise a.error("trace", "a trace arrival process needs `trace: file.csv`")
+        s.trace = str(Path(doc.file).parent / s.trace)
+    for n in (p, b, a, slo):
+        n.done()
+    doc.done()
+    if model.heads % s.tp:
+        raise InfeasibleError(f"{doc.file}: parallelism.tp: {model.heads} heads are not "
+                              f"divisible by tp={s.tp}")
+    return s
+
+
+# ------------------------------------------------------------------ iteration cost
+class IterationModel:
+    """Time of one iteration of a replica as a function of its tokens (see module doc)."""
+
+    def __init__(self, s: ServiceSpec, f: Fabric, gpus: list[str]):
+        m = s.model
+        acc = f.catalog.accelerators[f.graph.nodes[gpus[0]]["model"]]
+        self.acc = acc
+        cm = f.catalog.compute
+        self.rate = matmul_rate(acc, s.precision)
+        self.hbm = acc.hbm_bandwidth_Bps * cm.hbm_efficiency
+        wbytes = 1 if s.precision == "fp8" else 2
+        dense, expert = 0, 0
+        for layer in range(m.layers):
+            d, e = params_per_layer(m, layer)
+            dense += d
+            expert += e
+        emb = embedding_params(m)
+        self.weight_bytes = (dense + expert + emb) * wbytes / s.tp
+        if m.moe is not None:
+            act_frac = m.moe.top_k / m.moe.experts
+            self.active_params = dense + expert * act_frac
+        else:
+            self.active_params = dense
+        self.head_flops_per_seq = 2 * m.hidden * m.vocab / s.tp
+        self.attn_width = m.heads * (m.head_dim if m.mla is None else
+                                     m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim)
+        self.kv_token = kv_bytes_per_token(m, s.kv_bytes)
+        self.layers = m.layers
+        self.tp = s.tp
+        self.hidden = m.hidden
+        self.kernel = cm.kernel_overhead_s * 10 * m.layers  # ~10 kernels per layer
+        self.gpus = gpus
+        self.f = f
+        self._tp_cache: dict[int, float] = {}
+        free = acc.hbm_capacity_B * s.tp - self.weight_bytes * s.tp
+        workspace = 0.05 * acc.hbm_capacity_B * s.tp  # activations, CUDA graphs, buffers
+        self.kv_capacity_tokens = int(max(0.0, (free - workspace) * s.kv_fraction) /
+                                      self.kv_token)
+        if self.kv_capacity_tokens <= 0:
+            raise InfeasibleError(
+                f"{s.file or s.name}: parallelism.tp: {m.name} weights need "
+                f"{self.weight_bytes * s.tp / 2**30:.1f} GiB over tp={s.tp}, more than "
+                f"{acc.hbm_capacity_B * s.tp / 2**30:.1f} GiB of HBM leaves room for a KV cache")
+
+    def _tp_time(self, tokens: int) -> float:
+        """Two all-reduces per layer of the iteration's activations (bf16)."""
+        if self.tp == 1 or tokens == 0:
+            return 0.0
+        key = 1 << max(0, int(math.ceil(math.log2(tokens))))  # power-of-two buckets
+        t = self._tp_cache.get(key)
+        if t is None:
+            nbytes = tokens * self.hidden * 2
+            t = collective_time(self.f, "all_reduce", self.gpus, nbytes).time_s
+            self._tp_cache[key] = t
+        return 2 * self.layers * t
+
+    def time(self, prefill_tokens: int, prefill_attn: float, decode_seqs: int,
+             decode_context: float) -> tuple[float, dict]:
+        """Seconds for one iteration.
+
+        Parameters
+        ----------
+        prefill_tokens : int
+            Prompt tokens processed in this iteration (all chunks).
+        prefill_attn : float
+            Sum over prefill chunks of chunk_len x (chunk_start + chunk_len / 2): the
+            causal attention context they attend to.
+        decode_seqs : int
+            Requests decoding one token.
+        decode_context : float
+            Sum of their context lengths (tokens of KV read).
+        """
+        tokens = prefill_tokens + decode_seqs
+        if tokens == 0:
+            return 0.0, {}
+        lin_flops = 2 * self.active_params * tokens / self.tp
+        head = self.head_flops_per_seq * decode_seqs + (
+            self.head_flops_per_seq if prefill_tokens else 0.0)
+        t_lin = max((lin_flops + head) / self.rate, self.weight_bytes / self.hbm)
+        attn_flops = 4 * self.layers * self.attn_width / self.tp * (
+            prefill_attn + decode_context)
+        kv_read = self.kv_token / self.tp * decode_context  # decode reads its context
+        t_attn = max(attn_flops / self.rate, kv_read / self.hbm)
+        t_comm = self._tp_time(tokens)
+        t = t_lin + t_attn + t_comm + self.kernel
+        return t, {"flops": lin_flops + head + attn_flops,
+                   "hbm_bytes": self.weight_bytes + kv_read, "comm": t_comm}
+
+
+# ------------------------------------------------------------------ requests
+def _arrivals(s: ServiceSpec, duration: float, rng: np.random.Generator):
+    """(arrival times, prompt lengths, output lengths) of every request."""
+    if s.arrival == "trace":
+        try:
+            with open(s.trace, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            t = np.array([float(r["arrival_s"]) for r in rows])
+            pl = np.array([int(r["prompt_tokens"]) for r in rows])
+            ol = np.array([int(r["output_tokens"]) for r in rows])
+        except FileNotFoundError:
+            raise ConfigError("trace file not found", file=s.trace) from None
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"expected columns arrival_s, prompt_tokens, output_tokens "
+                              f"({e})", file=s.trace) from None
+        keep = t <= duration
+        return t[keep], pl[keep], ol[keep]
+    if s.arrival == "all-at-once":
+        n = int(s.rate)
+        t = np.zeros(n)
+    else:
+        n_guess = int(s.rate * duration * 1.2 + 20)
+        if s.arrival == "poisson":
+            gaps = rng.exponential(1.0 / s.rate, n_guess)
+        else:
+            k = 1.0 / s.cv**2
+            gaps = rng.gamma(k, 1.0 / (s.rate * k), n_guess)
+        t = np.cumsum(gaps)
+        while t[-1] < duration:
+            more = rng.exponential(1.0 / s.rate, n_guess)
+            t = np.concatenate([t, t[-1] + np.cumsum(more)])
+        t = t[t <= duration]
+        n = len(t)
+    return t, s.prompt.sample(rng, n), s.output.sample(rng, n)
+
+
+@dataclass
+class ServiceResult:
+    """Per-request table, per-interval utilization, and summary metrics."""
+
+    service: ServiceSpec
+    requests: pd.DataFrame
+    intervals: pd.DataFrame
+    summary: dict
+
+    def as_dict(self) -> dict:
+        return dict(self.summary)
+
+
+def _replica_groups(s: ServiceSpec, f: Fabric) -> list[list[str]]:
+    accs = f.accelerators[s.first_gpu:s.first_gpu + s.gpus]
+    if len(accs) < s.gpus:
+        raise InfeasibleError(f"{s.file or s.name}: replicas: {s.replicas} replicas x tp "
+                              f"{s.tp} = {s.gpus} GPUs, the fabric has "
+                              f"{f.n_accelerators - s.first_gpu} from GPU {s.first_gpu}")
+    groups = [accs[i * s.tp:(i + 1) * s.tp] for i in range(s.replicas)]
+    for g in groups:
+        if len({f.domain_of[a] for a in g}) > 1:
+            raise InfeasibleError(f"{s.file or s.name}: parallelism.tp: a tp={s.tp} replica "
+                                  "would span two scale-up domains")
+    return groups
+
+
+def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
+                     env: simpy.Environment | None = None, warmup_s: float = 0.0,
+                     interval_s: float = 1.0) -> ServiceResult:
+    """Serve ``s`` on ``f`` for ``duration_s`` of arrivals (then drain what is left).
+
+    Returns
+    -------
+    ServiceResult
+        ``requests``: one row per request (arrival, first token, finish, tokens, replica,
+        preemptions); ``intervals``: per-interval busy fraction, HBM bandwidth use, KV
+        occupancy; ``summary``: latency percentiles, throughput, SLO attainment.
+    """
+    own = env is None
+    env = env or simpy.Environment()
+    t0 = env.now
+    rng = np.random.default_rng(s.seed)
+    groups = _replica_groups(s, f)
+    models = [IterationModel(s, f, g) for g in groups]
+    arr, plen, olen = _arrivals(s, duration_s, rng)
+    n = len(arr)
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    where = np.full(n, -1, np.int64)
+    preempt = np.zeros(n, np.int64)
+    max_len = plen + olen
+    cap = models[0].kv_capacity_tokens
+    too_long = np.nonzero(max_len > cap)[0]
+    if len(too_long):
+        raise InfeasibleError(f"{s.file or s.name}: a request of {int(max_len.max())} tokens "
+                              f"exceeds a replica's KV cache of {cap} tokens")
+    queues: list[list[int]] = [[] for _ in groups]
+    wake = [env.event() for _ in groups]
+    outstanding = np.zeros(len(groups), np.int64)
+    busy_log: list[tuple] = []  # (replica, start, end, hbm_bytes, kv_tokens)
+
+    def arrive():
+        rr = 0
+        for i in range(n):
+            dt = arr[i] + t0 - env.now
+            if dt > 0:
+                yield env.timeout(dt)
+            if s.router == "round_robin":
+                r = rr % len(groups)
+                rr += 1
+            else:
+                r = int(np.argmin(outstanding))
+            where[i] = r
+            outstanding[r] += 1
+            queues[r].append(i)
+            if not wake[r].triggered:
+                wake[r].succeed()
+
+    def replica(r: int):
+        model = models[r]
+        running: list[int] = []  # requests with KV in the cache
+        done_prefill: dict[int, int] = {}  # request -> prompt tokens processed
+        made: dict[int, int] = {}  # request -> output tokens generated
+        kv_used = 0
+        while True:
+            if not running and not queues[r]:
+                if env.now - t0 >= duration_s and not any(np.isnan(finish[where == r])):
+                    return
+                wake[r] = env.event()
+                yield wake[r]
+                continue
+            if s.static_batch:
+                # a fixed batch: prefill all, then decode to the longest output
+                batch = queues[r][:s.static_batch]
+                del queues[r][:len(batch)]
+                pt = int(plen[batch].sum())
+                attn = float((plen[batch] * plen[batch] / 2).sum())
+                t, info = model.time(pt, attn, 0, 0.0)
+                yield env.timeout(t)
+                first[batch] = env.now
+                ctx = plen[batch].astype(float).copy()
+                left = olen[batch] - 1
+                busy_log.append((r, env.now - t, env.now, info.get("hbm_bytes", 0.0), 0))
+                while (left > 0).any():
+                    live = left > 0
+                    t, info = model.time(0, 0.0, int(live.sum()), float(ctx[live].sum()))
+                    yield env.timeout(t)
+                    busy_log.append((r, env.now - t, env.now, info["hbm_bytes"],
+                                     int(ctx[live].sum())))
+                    ctx[live] += 1
+                    left[live] -= 1
+                    for j in np.asarray(batch)[live & (left == 0)]:
+                        finish[j] = env.now
+                for j in np.asarray(batch)[olen[batch] == 1]:
+                    finish[j] = env.now
+                outstanding[r] -= len(batch)
+                continue
+            # ---- continuous batching: decodes first, then prefill chunks in the budget
+            budget = s.token_budget
+            decode = [i for i in running if done_prefill[i] >= plen[i]]
+            decode = decode[:s.max_batch]
+            budget -= len(decode)
+            # grow the cache by one token per decode; preempt the newest if full
+            need = len(decode)
+            while kv_used + need > model.kv_capacity_tokens and running:
+                victim = running.pop()
+                kv_used -= done_prefill[victim] + made.get(victim, 0)
+                done_prefill.pop(victim)
+                made.pop(victim, None)
+                preempt[victim] += 1
+                queues[r].insert(0, victim)
+                if victim in decode:
+                    decode.remove(victim)
+                    need -= 1
+                    budget += 1
+            pre_tokens = 0
+            pre_attn = 0.0
+            chunks: list[tuple[int, int]] = []
+            for i in running:  # continue prompts already started
+                if done_prefill[i] < plen[i] and budget > 0:
+                    c = min(plen[i] - done_prefill[i], budget if s.chunked_prefill else
+                            plen[i] - done_prefill[i])
+                    if c > budget:
+                        continue
+                    chunks.append((i, c))
+                    budget -= c
+            while queues[r] and budget > 0 and len(running) < s.max_batch:
+                i = queues[r][0]
+                if kv_used + plen[i] + 1 > model.kv_capacity_tokens:
+                    break  # admission: the prompt must fit in the cache
+                c = min(int(plen[i]), budget) if s.chunked_prefill else int(plen[i])
+                if c > budget:
+                    break
+                queues[r].pop(0)
+                running.append(i)
+                done_prefill[i] = 0
+                kv_used += int(plen[i])  # reserve the prompt's KV
+                chunks.append((i, c))
+                budget -= c
+            for i, c in chunks:
+                start = done_prefill[i]
+                pre_tokens += c
+                pre_attn += c * (start + c / 2)
+            dctx = float(sum(int(plen[i]) + made.get(i, 0) for i in decode))
+            t, info = model.time(pre_tokens, pre_attn, len(decode), dctx)
+            if t <= 0:
+                wake[r] = env.event()
+                yield wake[r]
+                continue
+            yield env.timeout(t)
+            busy_log.append((r, env.now - t, env.now, info["hbm_bytes"], kv_used))
+            now = env.now
+            kv_used += len(decode)
+            for i, c in chunks:
+                done_prefill[i] += c
+                if done_prefill[i] >= plen[i] and i not in made:
+                    made[i] = 1  # the prefill's last chunk yields the first token
+                    if np.isnan(first[i]):
+                        first[i] = now
+            for i in decode:
+                made[i] += 1
+            for i in [i for i in running if made.get(i, 0) >= olen[i]]:
+                running.remove(i)
+                kv_used -= int(plen[i]) + made[i] - 1
+                done_prefill.pop(i)
+                made.pop(i)
+                finish[i] = now
+                outstanding[r] -= 1
+
+    env.process(arrive())
+    procs = [env.process(replica(r)) for r in range(len(groups))]
+    if own:
+        env.run()
+    else:
+        env.run(until=simpy.AllOf(env, procs))
+    end = env.now
+    req = pd.DataFrame({"arrival_s": arr, "first_token_s": first - t0, "finish_s": finish - t0,
+                        "prompt_tokens": plen, "output_tokens": olen, "replica": where,
+                        "preemptions": preempt})
+    req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
+    req["e2e_s"] = req["finish_s"] - req["arrival_s"]
+    req["tpot_s"] = np.where(req["output_tokens"] > 1,
+                             (req["finish_s"] - req["first_token_s"]) /
+                             (req["output_tokens"] - 1).clip(lower=1), np.nan)
+    # per-interval utilization
+    span = max(end - t0, 1e-9)
+    bins = np.arange(0.0, span + interval_s, interval_s)
+    busy = np.zeros(len(bins) - 1)
+    hbm = np.zeros(len(bins) - 1)
+    kv = np.zeros(len(bins) - 1)
+    for _r, a, b, hb, kvt in busy_log:
+        a -= t0
+        b -= t0
+        i = min(int(a // interval_s), len(busy) - 1)
+        busy[i] += b - a
+        hbm[i] += hb
+        kv[i] = max(kv[i], kvt)
+    per = interval_s * len(groups)
+    acc = models[0].acc
+    intervals = pd.DataFrame({"t_s": bins[:-1], "busy_fraction": busy / per,
+                              "hbm_utilization": hbm / (acc.hbm_bandwidth_Bps * per),
+                              "kv_peak_fraction": kv / models[0].kv_capacity_tokens})
+    steady = req[req["arrival_s"] >= warmup_s]
+    gen = float(req["output_tokens"].sum())
+    summ = {"service": s.name, "requests": int(n), "duration_s": float(span),
+            "replicas": s.replicas, "tp": s.tp,
+            "throughput_tokens_per_s": gen / span, "requests_per_s": n / span,
+            "kv_capacity_tokens": models[0].kv_capacity_tokens,
+            "preemptions": int(preempt.sum())}
+    for col, key in (("ttft_s", "ttft"), ("tpot_s", "tpot"), ("e2e_s", "e2e")):
+        v = steady[col].dropna()
+        for q in (50, 90, 99):
+            summ[f"{key}_p{q}_s"] = float(np.percentile(v, q)) if len(v) else math.nan
+        summ[f"{key}_mean_s"] = float(v.mean()) if len(v) else math.nan
+    if s.slo_ttft_s is not None or s.slo_tpot_s is not None:
+        ok = np.ones(len(steady), bool)
+        if s.slo_ttft_s is not None:
+            ok &= steady["ttft_s"].to_numpy() <= s.slo_ttft_s
+        if s.slo_tpot_s is not None:
+            ok &= ~(steady["tpot_s"].to_numpy() > s.slo_tpot_s)
+        summ["slo_attainment"] = float(ok.mean()) if len(ok) else math.nan
+    summ["busy_fraction"] = float(busy.sum() / (span * len(groups)))
+    summ["hbm_utilization"] = float(hbm.sum() / (acc.hbm_bandwidth_Bps * span * len(groups)))
+    return ServiceResult(s, req, intervals, summ)

@@ -1,0 +1,163 @@
+"""Inference serving: iteration-time closed forms, KV capacity, Little's law, determinism,
+bad service files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sim.catalog import load_catalog
+from sim.cli import main
+from sim.compute import matmul_rate
+from sim.fabric import nvswitch_node
+from sim.workload.inference import (
+    IterationModel,
+    Lengths,
+    ServiceSpec,
+    kv_bytes_per_token,
+    simulate_service,
+)
+
+CAT = load_catalog()
+ROOT = Path(__file__).resolve().parents[2]
+L70 = CAT.models["llama2-70b"]
+
+
+@pytest.fixture(scope="module")
+def dgx():
+    return nvswitch_node("DGX-H100")
+
+
+def test_kv_bytes_per_token_llama2_70b():
+    # 2 (K, V) x 80 layers x 8 KV heads x 128 dims x 1 byte (FP8)
+    assert kv_bytes_per_token(L70, 1) == 2 * 80 * 8 * 128
+
+
+def test_decode_is_memory_bound_and_prefill_compute_bound(dgx):
+    s = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1)
+    it = IterationModel(s, dgx, dgx.accelerators[:2])
+    cm = CAT.compute
+    acc = CAT.accelerators["H100-SXM"]
+    hbm = acc.hbm_bandwidth_Bps * cm.hbm_efficiency
+    # one decode token at small context: reading the weights dominates
+    t, _ = it.time(0, 0.0, 1, 100.0)
+    weights = it.weight_bytes / hbm
+    assert weights < t < weights * 1.6
+    # a long prefill: its FLOPs at the matmul rate dominate
+    n = 8192
+    t, info = it.time(n, n * n / 2, 0, 0.0)
+    flops_t = info["flops"] / matmul_rate(acc, "fp8")
+    assert flops_t < t < flops_t * 1.3
+    # KV capacity: HBM left after weights and a 5% workspace, at kv_fraction
+    free = (acc.hbm_capacity_B * 2 - it.weight_bytes * 2 - 0.05 * acc.hbm_capacity_B * 2)
+    assert it.kv_capacity_tokens == int(free * 0.9 / kv_bytes_per_token(L70, 1))
+
+
+def _service(**kw):
+    base = dict(name="x", model=L70, replicas=2, tp=2, precision="fp8", kv_bytes=1,
+                max_batch=256, arrival="poisson", rate=20.0,
+                prompt=Lengths("lognormal", 400, 0.6, 1, 1023),
+                output=Lengths("lognormal", 200, 0.6, 1, 1024), seed=3)
+    base.update(kw)
+    return ServiceSpec(**base)
+
+
+def test_littles_law_on_the_request_table(dgx):
+    """Mean number in the system (sampled at random instants) = arrival rate x mean time
+    in the system, within sampling error."""
+    r = simulate_service(dgx, _service(), 120.0)
+    req = r.requests
+    assert req["finish_s"].notna().all() and (req["finish_s"] >= req["arrival_s"]).all()
+    lo, hi = 30.0, 120.0  # steady window
+    rng = np.random.default_rng(0)
+    ts = rng.uniform(lo, hi, 4000)
+    a, f_ = req["arrival_s"].to_numpy(), req["finish_s"].to_numpy()
+    in_sys = np.array([np.count_nonzero((a <= t) & (f_ > t)) for t in ts])
+    inside = req[(req["arrival_s"] >= lo) & (req["arrival_s"] < hi)]
+    lam = len(inside) / (hi - lo)
+    w = inside["e2e_s"].mean()
+    assert in_sys.mean() == pytest.approx(lam * w, rel=0.12)
+
+
+def test_latency_order_and_throughput(dgx):
+    r = simulate_service(dgx, _service(), 60.0)
+    m = r.summary
+    assert m["ttft_p50_s"] <= m["ttft_p90_s"] <= m["ttft_p99_s"]
+    assert m["tpot_p50_s"] <= m["tpot_p99_s"]
+    assert m["throughput_tokens_per_s"] == pytest.approx(
+        r.requests["output_tokens"].sum() / m["duration_s"])
+    assert 0 < m["busy_fraction"] <= 1 and 0 < m["hbm_utilization"] <= 1
+
+
+def test_overload_raises_latency_and_queues(dgx):
+    light = simulate_service(dgx, _service(rate=5.0), 60.0).summary
+    heavy = simulate_service(dgx, _service(rate=60.0), 60.0).summary
+    assert heavy["ttft_p99_s"] > 5 * light["ttft_p99_s"]
+    assert heavy["tpot_p50_s"] > light["tpot_p50_s"]
+
+
+def test_small_kv_cache_preempts(dgx):
+    r = simulate_service(dgx, _service(kv_fraction=0.01, rate=40.0), 30.0)
+    assert r.summary["preemptions"] > 0
+    assert r.requests["finish_s"].notna().all()  # preempted requests still complete
+
+
+def test_static_batch_closed_form(dgx):
+    """Static batch of B requests, in=out=L: one prefill iteration, then L-1 decodes."""
+    B, L = 8, 16
+    s = _service(replicas=1, static_batch=B, arrival="all-at-once", rate=B,
+                 prompt=Lengths("fixed", L), output=Lengths("fixed", L))
+    r = simulate_service(dgx, s, 1.0)
+    it = IterationModel(s, dgx, dgx.accelerators[:2])
+    t = it.time(B * L, B * L * L / 2, 0, 0.0)[0]
+    t += sum(it.time(0, 0.0, B, float(B * (L + k)))[0] for k in range(L - 1))
+    assert r.requests["finish_s"].max() == pytest.approx(t, rel=1e-9)
+
+
+def test_same_seed_same_numbers(dgx):
+    a = simulate_service(dgx, _service(), 30.0).summary
+    b = simulate_service(dgx, _service(), 30.0).summary
+    assert a == b
+
+
+def _svc_file(tmp_path, **edits):
+    d = yaml.safe_load((ROOT / "workloads" / "llama2-70b-serve.yaml").read_text())
+    for k, v in edits.items():
+        cur = d
+        *path, last = k.split(".")
+        for p in path:
+            cur = cur[p]
+        cur[last] = v
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+@pytest.mark.parametrize("edits, field, match", [
+    ({"parallelism.tp": 3}, "parallelism.tp", "64 heads are not divisible by tp=3"),
+    ({"parallelism.pp": 2}, "parallelism.pp", "pipeline-parallel serving"),
+    ({"arrival.rate": -1}, "arrival.rate", "must be > 0.0"),
+    ({"slo.ttft": 2}, "slo.ttft", "bare number"),
+    ({"model": "llama-9"}, "model", "unknown model"),
+])
+def test_bad_services_one_line(tmp_path, capsys, edits, field, match):
+    p = _svc_file(tmp_path, **edits)
+    code = main(["serve", "--topology", str(ROOT / "topologies" / "dgx-h100-superpod-ib.yaml"),
+                 "--service", str(p), "--duration", "5s"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"fabsim: error: {p}: {field}: ")
+    assert match in err[0]
+
+
+def test_serve_json(capsys):
+    assert main(["serve", "--topology", str(ROOT / "topologies" / "dgx-h100-superpod-ib.yaml"),
+                 "--service", str(ROOT / "workloads" / "llama2-70b-serve.yaml"),
+                 "--duration", "10s", "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert {"ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "throughput_tokens_per_s",
+            "requests_per_s"} <= set(out)
