@@ -35,14 +35,13 @@ from ..collectives import collective_time
 from ..collectives.algorithms import PhaseSpec
 from ..collectives.timing import CompiledPhase, _capacity, _compile_phase
 from ..compute import gemm_time, hbm_time
-from ..errors import ConfigError, InfeasibleError
+from ..errors import InfeasibleError
 from ..fabric.fabric import Fabric
 from ..network import Transfer, make_network
 from ..spec import Node, apply_overrides, load_yaml
 from .models import (
     LayerCost,
     ModelSpec,
-    embedding_params,
     layer_costs,
     params_per_layer,
     read_model,
@@ -177,8 +176,7 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
     cat = catalog or load_catalog()
     doc = load_yaml(path)
     apply_overrides(doc.data, overrides, file=doc.file)
-    kind = doc.string("kind", "training", choices=("training",))
-    del kind
+    doc.string("kind", "training", choices=("training",))
     name = doc.string("name", Path(path).stem)
     raw_model = doc.raw("model")
     if isinstance(raw_model, str):
@@ -757,5 +755,3 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         memory=worst, hbm_capacity_bytes=acc.hbm_capacity_B, stages=stage_df, links=links,
         network=net.name, events=len(net.transfers))
 
-
-_ = (ConfigError, embedding_params)

@@ -143,13 +143,14 @@ def test_folded_data_parallel_traffic_reaches_every_replica(fab64):
     r = simulate_training(fab64, w)
     assert r.breakdown["dp_exposed"] >= 0
     # the DP ring of every TP rank crosses its rail: all 64 NIC uplinks carry bytes
-    c = fab64.compile()
-    from sim.network import make_network  # noqa: F401  (documented API)
-
-    used = {row.src for row in r.links.itertuples()}
-    assert used  # the busiest links are reported
+    # every replica's rail carries gradient bytes: the 8 busiest links are NIC links of
+    # different servers (not one replica's links counted 8 times)
+    nic_links = r.links[r.links["tech"] == "ib-ndr"]
+    assert len(nic_links) >= 8
+    servers = {x.split(".")[0] for x in nic_links["src"].tolist() + nic_links["dst"].tolist()
+               if x.startswith("s")}
+    assert len(servers) >= 4
     assert r.memory_per_gpu_bytes > 0 and 0 < r.mfu <= r.hfu <= 1
-    assert c.n_links > 0
 
 
 def test_same_inputs_same_numbers(fab64):
