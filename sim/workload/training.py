@@ -624,6 +624,21 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(w.dp * w.cp),
                                     "dp-ag", group=("dp", id(net), s)))
 
+    def account(s: int, compute: float, tp: float, ep: float, cp: float) -> None:
+        b = busy[s]
+        b["compute"] += compute
+        b["tp"] += tp
+        b["ep"] += ep
+        b["cp"] += cp
+
+    def hand_off(s: int, phase: CompiledPhase | None, key) -> None:
+        """Pass activations (or their gradients) to the next stage: through the network
+        unless there is no next stage (or it is the same GPUs)."""
+        if phase is None:
+            ev(key).succeed()
+        else:
+            env.process(send(phase, act_bytes[s], key))
+
     def stage_proc(s: int):
         st = stages[s]
         ops = _schedule(w, s)
@@ -648,22 +663,10 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 busy[s]["wait"] += env.now - t0
                 dur_c = st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)
                 yield env.timeout(dur_c + st.tp_fwd + st.ep_fwd + st.cp_fwd)
-                busy[s]["compute"] += dur_c
-                busy[s]["tp"] += st.tp_fwd
-                busy[s]["ep"] += st.ep_fwd
-                busy[s]["cp"] += st.cp_fwd
-                if vs < V * P - 1:
-                    phase = pp_fwd[s] if s < P - 1 else pp_wrap
-                    if phase is None:  # single stage: nothing to send
-                        ev(("F", vs, mb)).succeed()
-                    else:
-                        env.process(send(phase, act_bytes[s], ("F", vs, mb)))
-                else:
-                    ev(("F", vs, mb)).succeed()
-                if gather is not None:
-                    t = env.now
-                    yield gather
-                    busy[s]["dp_exposed"] += env.now - t
+                account(s, dur_c, st.tp_fwd, st.ep_fwd, st.cp_fwd)
+                last = vs == V * P - 1
+                hand_off(s, None if last else pp_fwd[s] if s < P - 1 else pp_wrap,
+                         ("F", vs, mb))
             else:
                 if vs < V * P - 1:
                     yield ev(("B", vs + 1, mb))
@@ -680,22 +683,13 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                         dp_done.append(env.process(dp_sync(s, grad_bytes / n_b)))
                 else:
                     yield env.timeout(dur_c + st.tp_bwd + st.ep_bwd + st.cp_bwd)
-                busy[s]["compute"] += dur_c
-                busy[s]["tp"] += st.tp_bwd
-                busy[s]["ep"] += st.ep_bwd
-                busy[s]["cp"] += st.cp_bwd
-                if vs > 0:
-                    phase = pp_bwd[s - 1] if s > 0 else pp_wrap_b
-                    if phase is None:
-                        ev(("B", vs, mb)).succeed()
-                    else:
-                        env.process(send(phase, act_bytes[s], ("B", vs, mb)))
-                else:
-                    ev(("B", vs, mb)).succeed()
-                if gather is not None:
-                    t = env.now
-                    yield gather
-                    busy[s]["dp_exposed"] += env.now - t
+                account(s, dur_c, st.tp_bwd, st.ep_bwd, st.cp_bwd)
+                hand_off(s, None if vs == 0 else pp_bwd[s - 1] if s > 0 else pp_wrap_b,
+                         ("B", vs, mb))
+            if gather is not None:
+                t = env.now
+                yield gather
+                busy[s]["dp_exposed"] += env.now - t
         t_bwd_end = env.now
         if dp_phase[s] is not None:
             if not w.overlap_grad_reduce:
