@@ -229,7 +229,7 @@ def format_summary(s: dict) -> str:
     for k, n in s["switches"].items():
         rows.append(("switches", f"{n:,} x {k}"))
     for k, n in s["cables_by_tech"].items():
-        rows.append(("links (cables)", f"{n:,} x {k}"))
+        rows.append(("links by technology", f"{n:,} x {k}"))
     for k, n in s["transceivers"].items():
         rows.append(("transceivers", f"{n:,} x {k}"))
     for k, n in s["copper_cables"].items():
