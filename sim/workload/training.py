@@ -493,18 +493,25 @@ def _pair_phase(f: Fabric, src: list[str], dst: list[str], name: str, inter: boo
                      [], inter, False, None)
 
 
-def _ring_groups_phase(groups: list[list[int]], unit: float, steps: int, name: str
-                       ) -> PhaseSpec:
-    """Rings within each group of rank indices (one data-parallel group per TP/CP rank)."""
-    src, dst = [], []
+def _ring_groups_phase(f: Fabric, ranks: list[str], groups: list[list[int]], unit: float,
+                       steps: int, name: str) -> PhaseSpec:
+    """NCCL rings within each group of rank indices (one data-parallel group per TP/CP
+    rank), all at once: a group with several GPUs per server gets one ring per NIC rail,
+    as NCCL's channels do (see :func:`sim.collectives.algorithms._ring_pairs`)."""
+    from ..collectives.algorithms import _ring_pairs
+
+    src, dst, uni, hop = [], [], [], []
+    h0 = 0
     for g in groups:
-        k = len(g)
-        for i in range(k):
-            src.append(g[i])
-            dst.append(g[(i + 1) % k])
-    n = len(src)
-    return PhaseSpec(name, np.array(src), np.array(dst), np.full(n, unit), np.arange(n),
-                     steps, [], True, True, 1.0)
+        (s_, d_, u_, h_), _ = _ring_pairs(f, [ranks[i] for i in g], unit)
+        idx = np.asarray(g)
+        src.append(idx[np.asarray(s_, np.int64)])
+        dst.append(idx[np.asarray(d_, np.int64)])
+        uni.append(np.asarray(u_, float))
+        hop.append(np.asarray(h_, np.int64) + h0)
+        h0 += int(np.max(h_)) + 1 if len(h_) else 0
+    return PhaseSpec(name, np.concatenate(src), np.concatenate(dst), np.concatenate(uni),
+                     np.concatenate(hop), steps, [], True, True, None)
 
 
 def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "flow",
@@ -580,7 +587,8 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         k = w.dp * w.cp
         rs_unit = (k - 1) / k
         dp_phase.append(_compile_phase(fabric, tuple(ranks),
-                                       _ring_groups_phase(groups, rs_unit, k - 1, "dp ring"),
+                                       _ring_groups_phase(fabric, ranks, groups, rs_unit,
+                                                          k - 1, "dp ring"),
                                        policy, cap))
     proto = fabric.catalog.protocols["Simple"]
 
