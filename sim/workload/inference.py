@@ -228,7 +228,7 @@ class IterationModel:
         """Two all-reduces per layer of the iteration's activations (bf16)."""
         if self.tp == 1 or tokens == 0:
             return 0.0
-        key = 1 << max(0, int(math.ceil(math.log2(tokens))))  # power-of-two buckets
+        key = 1 << (tokens - 1).bit_length()  # power-of-two buckets (>= tokens)
         t = self._tp_cache.get(key)
         if t is None:
             nbytes = tokens * self.hidden * 2
@@ -386,12 +386,15 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
 
     def replica(r: int):
         model = models[r]
-        running: list[int] = []  # requests with KV in the cache
-        done_prefill: dict[int, int] = {}  # request -> prompt tokens processed
-        made: dict[int, int] = {}  # request -> output tokens generated
+        # running requests (KV in the cache) in slots 0..n_run-1, admission order:
+        # request id, prompt tokens processed, output tokens generated
+        st_ids = np.zeros(64, np.int64)
+        st_pre = np.zeros(64, np.int64)
+        st_made = np.zeros(64, np.int64)
+        n_run = 0
         kv_used = 0
         while True:
-            if not running and not queues[r]:
+            if not n_run and not queues[r]:
                 if env.now - t0 >= duration_s and not any(np.isnan(finish[where == r])):
                     return
                 wake[r] = env.event()
@@ -425,34 +428,35 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 continue
             # ---- continuous batching: decodes first, then prefill chunks in the budget
             budget = s.token_budget
-            decode = [i for i in running if done_prefill[i] >= plen[i]]
-            decode = decode[:s.max_batch]
-            budget -= len(decode)
+            ids = st_ids[:n_run]
+            pre = st_pre[:n_run]
+            mk = st_made[:n_run]
+            dec_mask = pre >= plen[ids]
+            dec_idx = np.flatnonzero(dec_mask)[:s.max_batch]
             # grow the cache by one token per decode; preempt the newest if full
-            need = len(decode)
-            while kv_used + need > model.kv_capacity_tokens and running:
-                victim = running.pop()
-                kv_used -= done_prefill[victim] + made.get(victim, 0)
-                done_prefill.pop(victim)
-                made.pop(victim, None)
+            while kv_used + len(dec_idx) > model.kv_capacity_tokens and n_run:
+                n_run -= 1
+                victim = int(st_ids[n_run])
+                kv_used -= int(st_pre[n_run]) + int(st_made[n_run])
                 preempt[victim] += 1
                 queues[r].insert(0, victim)
-                if victim in decode:
-                    decode.remove(victim)
-                    need -= 1
-                    budget += 1
-            pre_tokens = 0
-            pre_attn = 0.0
-            chunks: list[tuple[int, int]] = []
-            for i in running:  # continue prompts already started
-                if done_prefill[i] < plen[i] and budget > 0:
-                    c = min(plen[i] - done_prefill[i], budget if s.chunked_prefill else
-                            plen[i] - done_prefill[i])
+                dec_idx = dec_idx[dec_idx < n_run]
+                ids, pre, mk = st_ids[:n_run], st_pre[:n_run], st_made[:n_run]
+            budget -= len(dec_idx)
+            chunk_pos: list[int] = []  # slot of each prefill chunk
+            chunk_len: list[int] = []
+            if n_run:
+                todo = plen[ids] - pre
+                for j in np.flatnonzero(todo > 0):  # continue prompts already started
+                    if budget <= 0:
+                        break
+                    c = int(min(todo[j], budget)) if s.chunked_prefill else int(todo[j])
                     if c > budget:
                         continue
-                    chunks.append((i, c))
+                    chunk_pos.append(int(j))
+                    chunk_len.append(c)
                     budget -= c
-            while queues[r] and budget > 0 and len(running) < s.max_batch:
+            while queues[r] and budget > 0 and n_run < s.max_batch:
                 i = queues[r][0]
                 if kv_used + plen[i] + 1 > model.kv_capacity_tokens:
                     break  # admission: the prompt must fit in the cache
@@ -460,17 +464,23 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 if c > budget:
                     break
                 queues[r].pop(0)
-                running.append(i)
-                done_prefill[i] = 0
+                if n_run == len(st_ids):  # grow the slot arrays
+                    st_ids = np.concatenate([st_ids, np.zeros_like(st_ids)])
+                    st_pre = np.concatenate([st_pre, np.zeros_like(st_pre)])
+                    st_made = np.concatenate([st_made, np.zeros_like(st_made)])
+                st_ids[n_run], st_pre[n_run], st_made[n_run] = i, 0, 0
                 kv_used += int(plen[i])  # reserve the prompt's KV
-                chunks.append((i, c))
+                chunk_pos.append(n_run)
+                chunk_len.append(c)
+                n_run += 1
                 budget -= c
-            for i, c in chunks:
-                start = done_prefill[i]
-                pre_tokens += c
-                pre_attn += c * (start + c / 2)
-            dctx = float(sum(int(plen[i]) + made.get(i, 0) for i in decode))
-            t, info = model.time(pre_tokens, pre_attn, len(decode), dctx)
+            ids, pre, mk = st_ids[:n_run], st_pre[:n_run], st_made[:n_run]
+            cp = np.asarray(chunk_pos, np.int64)
+            cl = np.asarray(chunk_len, np.int64)
+            pre_tokens = int(cl.sum())
+            pre_attn = float((cl * (pre[cp] + cl / 2)).sum()) if len(cp) else 0.0
+            dctx = float((plen[ids[dec_idx]] + mk[dec_idx]).sum())
+            t, info = model.time(pre_tokens, pre_attn, len(dec_idx), dctx)
             if t <= 0:
                 wake[r] = env.event()
                 yield wake[r]
@@ -478,22 +488,26 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
             yield env.timeout(t)
             busy_log.append((r, env.now - t, env.now, info["hbm_bytes"], kv_used))
             now = env.now
-            kv_used += len(decode)
-            for i, c in chunks:
-                done_prefill[i] += c
-                if done_prefill[i] >= plen[i] and i not in made:
-                    made[i] = 1  # the prefill's last chunk yields the first token
-                    if np.isnan(first[i]):
-                        first[i] = now
-            for i in decode:
-                made[i] += 1
-            for i in [i for i in running if made.get(i, 0) >= olen[i]]:
-                running.remove(i)
-                kv_used -= int(plen[i]) + made[i] - 1
-                done_prefill.pop(i)
-                made.pop(i)
-                finish[i] = now
-                outstanding[r] -= 1
+            kv_used += len(dec_idx)
+            mk[dec_idx] += 1
+            if len(cp):
+                pre[cp] += cl
+                done_now = cp[(pre[cp] >= plen[ids[cp]]) & (mk[cp] == 0)]
+                mk[done_now] = 1  # the prefill's last chunk yields the first token
+                fresh = ids[done_now]
+                fresh = fresh[np.isnan(first[fresh])]
+                first[fresh] = now
+            fin = np.flatnonzero(mk >= olen[ids])
+            if len(fin):
+                fid = ids[fin]
+                finish[fid] = now
+                kv_used -= int((plen[fid] + mk[fin] - 1).sum())
+                outstanding[r] -= len(fin)
+                keep = np.ones(n_run, bool)
+                keep[fin] = False
+                k = int(keep.sum())
+                st_ids[:k], st_pre[:k], st_made[:k] = ids[keep], pre[keep], mk[keep]
+                n_run = k
 
     env.process(arrive())
     procs = [env.process(replica(r)) for r in range(len(groups))]
