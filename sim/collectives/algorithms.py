@@ -20,7 +20,8 @@ Algorithms and the ops they implement:
   chain inside each domain; pipelined, so its bandwidth term is 2n (all-reduce) per link.
 * ``halving_doubling`` (all-reduce, reduce-scatter, all-gather; p a power of two):
   Rabenseifner: log2 p exchange steps with partners at distance p/2, p/4, ...
-* ``direct`` (all-to-all, also uneven; send/recv): every pair at once.
+* ``direct`` (all-to-all, also uneven; send/recv; and reduce-scatter, all-gather,
+  all-reduce inside a full-mesh domain such as MI300X's xGMI): every pair at once.
 * ``hierarchical`` (all-reduce): reduce-scatter inside each domain, all-reduce of each
   shard across domains on its rail, all-gather inside each domain.
 * ``torus`` (all-reduce, reduce-scatter, all-gather): bidirectional rings along each
@@ -393,9 +394,28 @@ def ph_pairs(ph: PhaseSpec):
     return zip(ph.src, ph.dst, ph.unit, ph.hop, strict=True)
 
 
+def _full_mesh(f: Fabric, ranks: list[str]) -> bool:
+    """All ranks in one scale-up domain whose GPUs are wired pairwise (xGMI), no switch."""
+    doms = {f.domain_of[r] for r in ranks}
+    if len(doms) != 1:
+        return False
+    d = doms.pop()
+    if d in f.domain_switch or d in f.torus:
+        return False
+    g = f.graph
+    return all(g.has_edge(a, b) for a in ranks for b in ranks if a != b)
+
+
 def _direct(f, ranks, op, matrix=None):
     p = len(ranks)
     inter = len(_groups(f, ranks)) > 1
+    if op in ("all_reduce", "reduce_scatter", "all_gather") and _full_mesh(f, ranks):
+        # on a full mesh every GPU exchanges its 1/p shards with all peers at once over
+        # its p-1 links (RCCL's approach on MI300X); all-reduce = reduce-scatter + gather
+        pairs = [(i, j, 1.0 / p, i * p + j) for i in range(p) for j in range(p) if i != j]
+        rs = _spec("mesh reduce-scatter", pairs, 1, pipelined=False)
+        ag = _spec("mesh all-gather", pairs, 1, pipelined=False)
+        return {"all_reduce": [rs, ag], "reduce_scatter": [rs], "all_gather": [ag]}[op]
     if op == "all_to_all":
         if matrix is not None:
             pairs = [(i, j, float(matrix[i, j]), i * p + j) for i in range(p) for j in range(p)

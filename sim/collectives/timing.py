@@ -568,6 +568,9 @@ def collective_time(f: Fabric, op: str, ranks, nbytes: float, algorithm: str = "
     for a in algos:
         if (op == "all_to_all" or matrix is not None) and a != "direct":
             continue
+        if a == "direct" and op in ("all_reduce", "reduce_scatter", "all_gather") and \
+                algorithm == "auto" and len(rank_t) > 64:
+            continue  # pairwise exchange is for single full-mesh domains (cheap check)
         if matrix is None and (op, a, rank_t, pol) in plans:
             order.append((0.0, a, None))  # compiled already: as cheap to time as to bound
             continue

@@ -197,3 +197,19 @@ def test_determinism(roce):
 def test_bad_requests(dgx, kw, match):
     with pytest.raises(InfeasibleError, match=match):
         collective_time(dgx, **kw)
+
+
+def test_full_mesh_uses_every_link():
+    """MI300X: 8 GPUs pairwise over xGMI; a pairwise reduce-scatter + all-gather keeps all
+    7 links busy: busbw = 7 links x achievable link rate (a ring would use one)."""
+    from sim.fabric import xgmi_mesh_node
+
+    f = xgmi_mesh_node("MI300X-8")
+    link = CAT.links["xgmi3"]
+    r = collective_time(f, "all_reduce", 8, GIB)
+    assert r.algorithm == "direct"
+    plan = compile_plan(f, "all_reduce", 8, "direct")
+    b = link.bandwidth_Bps * link.protocol_efficiency
+    assert _unit(plan) == pytest.approx(2 * (1 / 8) / b, rel=1e-9)  # 1/p per link, twice
+    ring = compile_plan(f, "all_reduce", 8, "ring")
+    assert _unit(ring) == pytest.approx(2 * 7 / 8 / b, rel=1e-9)
