@@ -203,7 +203,9 @@ class Node:
         """The mapping under ``key`` as a Node."""
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
-            return Node({}, self.file, self.field(key)) if v is None else v
+            if v is None or isinstance(v, dict):  # an absent section reads as empty
+                return Node(dict(v or {}), self.file, self.field(key))
+            return v
         if not isinstance(v, dict):
             raise self.error(key, f"expected a mapping, got {_typename(v)} {v!r}")
         return Node(v, self.file, self.field(key))

@@ -319,3 +319,13 @@ def test_format_si_round_trip(text, kind, shown):
     v = parse(text, kind)
     assert format_si(v, kind) == shown
     assert parse(format_si(v, kind), kind) == v
+
+
+def test_absent_section_reads_as_empty_node():
+    """Node.sub with a {} default must give a Node (a workload without `options:`)."""
+    from sim.spec import Node
+
+    n = Node({"a": 1}, "f.yaml", "")
+    sub = n.sub("options", {})
+    assert isinstance(sub, Node) and sub.string("recompute", "none") == "none"
+    assert sub.field("recompute") == "options.recompute"

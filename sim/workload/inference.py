@@ -13,7 +13,10 @@ quadratic FLOPs over the context (prefill is compute-bound) or reading the conte
 cache (decode); each layer adds two tensor-parallel all-reduces of the iteration's
 activations (:func:`~sim.collectives.collective_time` in the replica's domain) and its
 kernels' overhead. Static batching (TensorRT-LLM's gptSessionBenchmark) runs a fixed batch
-to completion instead.
+to completion instead. Disaggregated serving splits the replicas into prefill and decode
+pools: after a prompt's prefill its KV cache (prompt x bytes per token, sharded over TP)
+travels from each prefill GPU to the matching decode GPU as a transfer through the network
+model, contending with whatever else the fabric carries.
 
 Main assumptions: requests are independent; prompt and output lengths are known to the
 simulator but not to the scheduler; a replica does not use pipeline parallelism.
@@ -80,6 +83,7 @@ class ServiceSpec:
     chunked_prefill: bool = True
     kv_fraction: float = 0.9  # of the HBM left after weights
     static_batch: int | None = None
+    prefill_replicas: int | None = None  # disaggregated: this many prefill-only replicas
     arrival: str = "poisson"  # poisson | gamma | trace | all-at-once
     rate: float = 1.0  # requests/s
     cv: float = 1.0  # gamma: coefficient of variation of inter-arrival times
@@ -151,6 +155,8 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
         chunked_prefill=b.boolean("chunked_prefill", True),
         kv_fraction=b.number("kv_fraction", 0.9, low=0.0, high=1.0, low_open=True),
         static_batch=b.integer("static_batch", None, minimum=1),
+        prefill_replicas=doc.sub("disaggregation", {}).integer("prefill_replicas", None,
+                                                               minimum=1),
         arrival=a.string("process", "poisson", choices=("poisson", "gamma", "trace",
                                                         "all-at-once")),
         rate=a.number("rate", 1.0, low=0.0, low_open=True),
@@ -173,6 +179,10 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
     for n in (p, b, a, slo):
         n.done()
     doc.done()
+    if s.prefill_replicas is not None and s.prefill_replicas >= s.replicas:
+        raise InfeasibleError(f"{doc.file}: disaggregation.prefill_replicas: "
+                              f"{s.prefill_replicas} prefill replicas leave none of the "
+                              f"{s.replicas} for decode")
     if model.heads % s.tp:
         raise InfeasibleError(f"{doc.file}: parallelism.tp: {model.heads} heads are not "
                               f"divisible by tp={s.tp}")
@@ -334,7 +344,7 @@ def _replica_groups(s: ServiceSpec, f: Fabric) -> list[list[str]]:
 
 def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                      env: simpy.Environment | None = None, warmup_s: float = 0.0,
-                     interval_s: float = 1.0) -> ServiceResult:
+                     interval_s: float = 1.0, net=None, start=None) -> ServiceResult:
     """Serve ``s`` on ``f`` for ``duration_s`` of arrivals (then drain what is left).
 
     Returns
@@ -366,18 +376,56 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
     wake = [env.event() for _ in groups]
     outstanding = np.zeros(len(groups), np.int64)
     busy_log: list[tuple] = []  # (replica, start, end, hbm_bytes, kv_tokens)
+    n_pre = s.prefill_replicas or 0
+    kv_held = np.zeros(len(groups), np.int64)  # KV tokens held per replica
+    prefilled = np.zeros(n, bool)  # arrived at a decode replica with its KV
+    kv_time = np.full(n, np.nan)  # seconds the KV transfer took
+    pre_of = np.full(n, -1, np.int64)
+    phases: dict = {}
+    if n_pre:
+        from ..network import Transfer, make_network
+
+        net = net or make_network("flow", env, f)
+        proto = f.catalog.protocols["Simple"]
+
+    def kv_send(i: int, r: int, d: int):
+        """Prefill replica r's KV for request i goes, shard by shard, to decode replica d."""
+        from ..collectives.algorithms import PhaseSpec
+        from ..collectives.timing import _capacity, _compile_phase
+
+        ph = phases.get((r, d))
+        if ph is None:
+            a, b = groups[r], groups[d]
+            k = len(a)
+            spec = PhaseSpec("kv", np.arange(k), np.arange(k, 2 * k), np.ones(k),
+                             np.arange(k), 1, [], True, False, None)
+            ph = phases[(r, d)] = _compile_phase(f, tuple(a + b), spec, f.routing,
+                                                 _capacity(f))
+        nbytes = plen[i] * models[r].kv_token / s.tp
+        t = env.now
+        yield net.transfer(Transfer(ph.links, ph.unit * nbytes,
+                                    proto.base_latency_s + proto.hop_latency_net_s, "kv"))
+        kv_time[i] = env.now - t
+        kv_held[r] -= int(plen[i])
+        prefilled[i] = True
+        queues[d].append(i)
+        if not wake[d].triggered:
+            wake[d].succeed()
 
     def arrive():
         rr = 0
+        pool = n_pre or len(groups)  # arrivals go to prefill replicas when disaggregated
+        if start is not None:
+            yield start
         for i in range(n):
             dt = arr[i] + t0 - env.now
             if dt > 0:
                 yield env.timeout(dt)
             if s.router == "round_robin":
-                r = rr % len(groups)
+                r = rr % pool
                 rr += 1
             else:
-                r = int(np.argmin(outstanding))
+                r = int(np.argmin(outstanding[:pool]))
             where[i] = r
             outstanding[r] += 1
             queues[r].append(i)
@@ -386,16 +434,21 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
 
     def replica(r: int):
         model = models[r]
+        prefill_only = r < n_pre
+        decode_only = bool(n_pre) and r >= n_pre
         # running requests (KV in the cache) in slots 0..n_run-1, admission order:
         # request id, prompt tokens processed, output tokens generated
         st_ids = np.zeros(64, np.int64)
         st_pre = np.zeros(64, np.int64)
         st_made = np.zeros(64, np.int64)
         n_run = 0
-        kv_used = 0
+        kv_used = 0  # this replica's KV in its running requests (kv_held adds KV in flight)
         while True:
             if not n_run and not queues[r]:
-                if env.now - t0 >= duration_s and not any(np.isnan(finish[where == r])):
+                if env.now - t0 >= duration_s and not np.isnan(finish).any():
+                    return
+                if env.now - t0 >= duration_s and not n_pre and \
+                        not np.isnan(finish[where == r]).any():
                     return
                 wake[r] = env.event()
                 yield wake[r]
@@ -433,6 +486,8 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
             mk = st_made[:n_run]
             dec_mask = pre >= plen[ids]
             dec_idx = np.flatnonzero(dec_mask)[:s.max_batch]
+            if prefill_only:
+                dec_idx = dec_idx[:0]
             # grow the cache by one token per decode; preempt the newest if full
             while kv_used + len(dec_idx) > model.kv_capacity_tokens and n_run:
                 n_run -= 1
@@ -458,8 +513,18 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                     budget -= c
             while queues[r] and budget > 0 and n_run < s.max_batch:
                 i = queues[r][0]
-                if kv_used + plen[i] + 1 > model.kv_capacity_tokens:
+                if kv_used + kv_held[r] + plen[i] + 1 > model.kv_capacity_tokens:
                     break  # admission: the prompt must fit in the cache
+                if decode_only and prefilled[i]:  # arrives with its KV: decode at once
+                    queues[r].pop(0)
+                    if n_run == len(st_ids):
+                        st_ids = np.concatenate([st_ids, np.zeros_like(st_ids)])
+                        st_pre = np.concatenate([st_pre, np.zeros_like(st_pre)])
+                        st_made = np.concatenate([st_made, np.zeros_like(st_made)])
+                    st_ids[n_run], st_pre[n_run], st_made[n_run] = i, plen[i], 1
+                    kv_used += int(plen[i]) + 1
+                    n_run += 1
+                    continue
                 c = min(int(plen[i]), budget) if s.chunked_prefill else int(plen[i])
                 if c > budget:
                     break
@@ -497,6 +562,29 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 fresh = ids[done_now]
                 fresh = fresh[np.isnan(first[fresh])]
                 first[fresh] = now
+            if prefill_only:  # hand finished prompts to the decode pool
+                fin = np.flatnonzero(mk >= 1)
+                for j in fin.tolist():
+                    i = int(ids[j])
+                    if mk[j] >= olen[i]:  # a one-token answer is done here
+                        finish[i] = now
+                        kv_used -= int(plen[i])
+                        outstanding[r] -= 1
+                        continue
+                    d = n_pre + int(np.argmin(outstanding[n_pre:]))
+                    outstanding[r] -= 1
+                    outstanding[d] += 1
+                    pre_of[i], where[i] = r, d
+                    kv_used -= int(plen[i])
+                    kv_held[r] += int(plen[i])  # held until the transfer completes
+                    env.process(kv_send(i, r, d))
+                if len(fin):
+                    keep = np.ones(n_run, bool)
+                    keep[fin] = False
+                    k = int(keep.sum())
+                    st_ids[:k], st_pre[:k], st_made[:k] = ids[keep], pre[keep], mk[keep]
+                    n_run = k
+                continue
             fin = np.flatnonzero(mk >= olen[ids])
             if len(fin):
                 fid = ids[fin]
@@ -561,6 +649,11 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
         if s.slo_tpot_s is not None:
             ok &= ~(steady["tpot_s"].to_numpy() > s.slo_tpot_s)
         summ["slo_attainment"] = float(ok.mean()) if len(ok) else math.nan
+    if n_pre:
+        v = kv_time[~np.isnan(kv_time)]
+        summ["kv_transfer_mean_s"] = float(v.mean()) if len(v) else math.nan
+        summ["kv_transfer_p99_s"] = float(np.percentile(v, 99)) if len(v) else math.nan
+        req["prefill_replica"] = pre_of
     summ["busy_fraction"] = float(busy.sum() / (span * len(groups)))
     summ["hbm_utilization"] = float(hbm.sum() / (acc.hbm_bandwidth_Bps * span * len(groups)))
     return ServiceResult(s, req, intervals, summ)

@@ -161,3 +161,26 @@ def test_serve_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert {"ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "throughput_tokens_per_s",
             "requests_per_s"} <= set(out)
+
+
+def test_disaggregated_serving_sends_kv_over_the_fabric():
+    """2 prefill + 2 decode replicas on two servers: every prompt's KV (prompt x
+    bytes/token / tp per GPU) crosses the network between the pools, and it counts."""
+    from sim.fabric import rail_optimized
+
+    f = rail_optimized(node="DGX-H100", servers=2, servers_per_unit=2, leaf="QM9700",
+                       spine="QM9700", link="ib-ndr")
+    s = _service(replicas=4, tp=4, prefill_replicas=2, rate=10.0)
+    r = simulate_service(f, s, 30.0)
+    req = r.requests
+    assert req["finish_s"].notna().all()
+    assert set(req["prefill_replica"].unique()) <= {0, 1}
+    assert set(req.loc[req["output_tokens"] > 1, "replica"].unique()) <= {2, 3}
+    m = r.summary
+    # each GPU's shard of a prompt over a 400G NIC (servers 0 and 1 hold the two pools)
+    kv_gpu = req["prompt_tokens"].mean() * kv_bytes_per_token(L70, 1) / 4
+    nic = 50e9 * CAT.links["ib-ndr"].protocol_efficiency
+    assert m["kv_transfer_mean_s"] >= kv_gpu / nic * 0.5
+    assert m["kv_transfer_mean_s"] < 0.1
+    # decode starts after the KV arrives: TTFT (prefill) < time to second token
+    assert (req["ttft_s"] <= req["e2e_s"]).all()
