@@ -224,6 +224,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_mix(args: argparse.Namespace) -> int:
+    from .workload.mix import run_mix
+
+    df = run_mix(args.mix)
+    if args.json:
+        print(df.to_json(orient="records", indent=1))
+        return 0
+    print(f"# {df['mix'].iloc[0]}: each job alone vs all together (flow network model)")
+    print(df[["job", "kind", "metric", "alone", "in_mix", "change_pct"]].to_string(
+        index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -311,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--wset", action="append", metavar="PATH=VALUE",
                     help="override a service field, e.g. replicas=8")
     sv.set_defaults(func=_serve)
+    mx = sub.add_parser("run", help="run a mix of training jobs and services on one fabric")
+    mx.add_argument("mix", help="mix YAML (topology, duration, jobs)")
+    mx.add_argument("--json", action="store_true")
+    mx.set_defaults(func=_run_mix)
     val = sub.add_parser("validate", help="compare predictions with published measurements")
     val.add_argument("what", choices=["collectives", "training"])
     val.add_argument("--json", action="store_true")

@@ -344,7 +344,8 @@ def _replica_groups(s: ServiceSpec, f: Fabric) -> list[list[str]]:
 
 def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                      env: simpy.Environment | None = None, warmup_s: float = 0.0,
-                     interval_s: float = 1.0, net=None, start=None) -> ServiceResult:
+                     interval_s: float = 1.0, net=None, start=None,
+                     defer: bool = False) -> ServiceResult:
     """Serve ``s`` on ``f`` for ``duration_s`` of arrivals (then drain what is left).
 
     Returns
@@ -387,6 +388,14 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
 
         net = net or make_network("flow", env, f)
         proto = f.catalog.protocols["Simple"]
+
+    def all_done() -> None:
+        """Once arrivals are over and every request has finished, wake idle replicas so
+        that they return (in a shared environment nothing else would)."""
+        if env.now - t0 >= duration_s and not np.isnan(finish).any():
+            for e in wake:
+                if not e.triggered:
+                    e.succeed()
 
     def kv_send(i: int, r: int, d: int):
         """Prefill replica r's KV for request i goes, shard by shard, to decode replica d."""
@@ -446,9 +455,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
         while True:
             if not n_run and not queues[r]:
                 if env.now - t0 >= duration_s and not np.isnan(finish).any():
-                    return
-                if env.now - t0 >= duration_s and not n_pre and \
-                        not np.isnan(finish[where == r]).any():
+                    all_done()
                     return
                 wake[r] = env.event()
                 yield wake[r]
@@ -478,6 +485,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 for j in np.asarray(batch)[olen[batch] == 1]:
                     finish[j] = env.now
                 outstanding[r] -= len(batch)
+                all_done()
                 continue
             # ---- continuous batching: decodes first, then prefill chunks in the budget
             budget = s.token_budget
@@ -596,13 +604,28 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 k = int(keep.sum())
                 st_ids[:k], st_pre[:k], st_made[:k] = ids[keep], pre[keep], mk[keep]
                 n_run = k
+                all_done()
 
     env.process(arrive())
     procs = [env.process(replica(r)) for r in range(len(groups))]
+
+    def finalize() -> ServiceResult:
+        return _service_result(s, env, t0, arr, first, finish, plen, olen, where, preempt,
+                               busy_log, interval_s, groups, models, warmup_s, n, n_pre,
+                               kv_time, pre_of)
+
+    if defer:
+        return procs, finalize
     if own:
         env.run()
     else:
         env.run(until=simpy.AllOf(env, procs))
+    return finalize()
+
+
+def _service_result(s, env, t0, arr, first, finish, plen, olen, where, preempt, busy_log,
+                    interval_s, groups, models, warmup_s, n, n_pre, kv_time, pre_of
+                    ) -> ServiceResult:
     end = env.now
     req = pd.DataFrame({"arrival_s": arr, "first_token_s": first - t0, "finish_s": finish - t0,
                         "prompt_tokens": plen, "output_tokens": olen, "replica": where,

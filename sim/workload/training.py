@@ -515,7 +515,8 @@ def _ring_groups_phase(f: Fabric, ranks: list[str], groups: list[list[int]], uni
 
 
 def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "flow",
-                      env: simpy.Environment | None = None, net=None) -> TrainingResult:
+                      env: simpy.Environment | None = None, net=None,
+                      defer: bool = False) -> TrainingResult:
     """Simulate one training step of ``w`` on ``fabric``.
 
     Parameters
@@ -525,6 +526,10 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
     network : {'flow', 'analytical'}
     env, net : optional
         An existing SimPy environment and network model, to run alongside other jobs.
+    defer : bool
+        Start the step's processes and return ``(processes, finalize)`` without running
+        the environment; ``finalize()`` gives the TrainingResult once they are done (for
+        several jobs sharing one fabric, :mod:`sim.workload.mix`).
 
     Returns
     -------
@@ -718,10 +723,18 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
 
     start = env.now
     procs = [env.process(stage_proc(s)) for s in range(P)]
+    if defer:
+        return procs, lambda: _training_result(w, fabric, acc, net, busy, ends, start, mem,
+                                               worst)
     if own_env:
         env.run()
     else:
         env.run(until=simpy.AllOf(env, procs))
+    return _training_result(w, fabric, acc, net, busy, ends, start, mem, worst)
+
+
+def _training_result(w, fabric, acc, net, busy, ends, start, mem, worst) -> TrainingResult:
+    P = w.pp
     assert len(ends) == P, f"pipeline schedule stalled: stages {sorted(set(range(P)) - set(ends))}"
     step = max(ends.values()) - start
     mflops, hflops = model_flops_per_step(w)

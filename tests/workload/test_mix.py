@@ -1,0 +1,53 @@
+"""Jobs side by side on one fabric: alone == standalone runs; together they share links."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sim.errors import InfeasibleError
+from sim.workload.mix import load_mix, run_mix
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _files(tmp_path, first_service=16):
+    topo = ROOT / "topologies" / "dgx-h100-superpod-2to1.yaml"
+    w = yaml.safe_load((ROOT / "workloads" / "llama3-70b-1k.yaml").read_text())
+    w["model"] = "llama3-8b"
+    w["batch"]["global"] = 32
+    w["parallelism"].update({"tp": 8, "pp": 1, "dp": 2})
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(w))
+    s = yaml.safe_load((ROOT / "workloads" / "llama3-70b-serve-64x-disagg.yaml").read_text())
+    s.update({"replicas": 2, "disaggregation": {"prefill_replicas": 1},
+              "arrival": {"process": "poisson", "rate": 4}})
+    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(s))
+    mix = {"kind": "mix", "name": "t", "topology": str(topo), "duration": "5s",
+           "jobs": [{"name": "train", "training": "train.yaml", "first_gpu": 0,
+                     "gpus": 16, "steps": 1},
+                    {"name": "serve", "service": "serve.yaml", "first_gpu": first_service}]}
+    p = tmp_path / "mix.yaml"
+    p.write_text(yaml.safe_dump(mix))
+    return p
+
+
+def test_mix_runs_and_alone_matches_standalone(tmp_path):
+    from sim.workload import simulate_training
+
+    p = _files(tmp_path)
+    df = run_mix(p)
+    assert set(df["job"]) == {"train", "serve"}
+    _, fab, _, jobs = load_mix(p)
+    alone = simulate_training(fab, jobs[0].spec).step_time_s
+    row = df[(df["job"] == "train") & (df["metric"] == "step_time_s")].iloc[0]
+    assert row["alone"] == pytest.approx(alone, rel=1e-12)
+    # together the training step can only be as fast or slower (shared links)
+    assert row["in_mix"] >= row["alone"] * (1 - 1e-12)
+
+
+def test_overlapping_gpus_are_rejected(tmp_path):
+    p = _files(tmp_path, first_service=8)
+    with pytest.raises(InfeasibleError, match="overlap"):
+        load_mix(p)
