@@ -390,6 +390,16 @@ def _halving_doubling(f, ranks, op):
     return rs + ag
 
 
+def pair_phase(n: int, name: str = "pairs", inter: bool = True, reverse: bool = False
+               ) -> PhaseSpec:
+    """Point-to-point flows between two rank lists of length n, concatenated as ranks
+    ``a + b``: a[i] -> b[i] (or b[i] -> a[i] with ``reverse``), one byte per byte sent.
+    Pipeline hand-offs and KV-cache transfers are such phases."""
+    a, b = np.arange(n), np.arange(n, 2 * n)
+    src, dst = (b, a) if reverse else (a, b)
+    return PhaseSpec(name, src, dst, np.ones(n), np.arange(n), 1, [], inter, False, None)
+
+
 def ph_pairs(ph: PhaseSpec):
     return zip(ph.src, ph.dst, ph.unit, ph.hop, strict=True)
 

@@ -399,17 +399,14 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
 
     def kv_send(i: int, r: int, d: int):
         """Prefill replica r's KV for request i goes, shard by shard, to decode replica d."""
-        from ..collectives.algorithms import PhaseSpec
+        from ..collectives.algorithms import pair_phase
         from ..collectives.timing import _capacity, _compile_phase
 
         ph = phases.get((r, d))
         if ph is None:
             a, b = groups[r], groups[d]
-            k = len(a)
-            spec = PhaseSpec("kv", np.arange(k), np.arange(k, 2 * k), np.ones(k),
-                             np.arange(k), 1, [], True, False, None)
-            ph = phases[(r, d)] = _compile_phase(f, tuple(a + b), spec, f.routing,
-                                                 _capacity(f))
+            ph = phases[(r, d)] = _compile_phase(f, tuple(a + b), pair_phase(len(a), "kv"),
+                                                 f.routing, _capacity(f))
         nbytes = plen[i] * models[r].kv_token / s.tp
         t = env.now
         yield net.transfer(Transfer(ph.links, ph.unit * nbytes,
@@ -523,12 +520,11 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 i = queues[r][0]
                 if kv_used + kv_held[r] + plen[i] + 1 > model.kv_capacity_tokens:
                     break  # admission: the prompt must fit in the cache
+                if n_run == len(st_ids):  # grow the slot arrays
+                    st_ids, st_pre, st_made = (np.concatenate([x, np.zeros_like(x)])
+                                               for x in (st_ids, st_pre, st_made))
                 if decode_only and prefilled[i]:  # arrives with its KV: decode at once
                     queues[r].pop(0)
-                    if n_run == len(st_ids):
-                        st_ids = np.concatenate([st_ids, np.zeros_like(st_ids)])
-                        st_pre = np.concatenate([st_pre, np.zeros_like(st_pre)])
-                        st_made = np.concatenate([st_made, np.zeros_like(st_made)])
                     st_ids[n_run], st_pre[n_run], st_made[n_run] = i, plen[i], 1
                     kv_used += int(plen[i]) + 1
                     n_run += 1
@@ -537,10 +533,6 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 if c > budget:
                     break
                 queues[r].pop(0)
-                if n_run == len(st_ids):  # grow the slot arrays
-                    st_ids = np.concatenate([st_ids, np.zeros_like(st_ids)])
-                    st_pre = np.concatenate([st_pre, np.zeros_like(st_pre)])
-                    st_made = np.concatenate([st_made, np.zeros_like(st_made)])
                 st_ids[n_run], st_pre[n_run], st_made[n_run] = i, 0, 0
                 kv_used += int(plen[i])  # reserve the prompt's KV
                 chunk_pos.append(n_run)

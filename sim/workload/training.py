@@ -32,7 +32,7 @@ import simpy
 
 from ..catalog import Catalog, load_catalog
 from ..collectives import collective_time
-from ..collectives.algorithms import PhaseSpec
+from ..collectives.algorithms import PhaseSpec, pair_phase
 from ..collectives.timing import CompiledPhase, _capacity, _compile_phase
 from ..compute import gemm_time, hbm_time
 from ..errors import InfeasibleError
@@ -466,31 +466,15 @@ def _schedule(w: TrainingWorkload, s: int) -> list[tuple[str, int, int]]:
         return chunk, group * P + in_group % P
 
     warm = min((P - s - 1) * 2 + (V - 1) * P, total)
-    ops = []
-    fk = bk = 0
-    for _ in range(warm):
-        c, mb = chunk_mb(fk, True)
-        ops.append(("F", mb, c))
-        fk += 1
-    while fk < total:
-        c, mb = chunk_mb(fk, True)
-        ops.append(("F", mb, c))
-        fk += 1
-        c, mb = chunk_mb(bk, False)
-        ops.append(("B", mb, c))
-        bk += 1
-    while bk < total:
-        c, mb = chunk_mb(bk, False)
-        ops.append(("B", mb, c))
-        bk += 1
-    return ops
+    fwd = [("F", mb, c) for c, mb in (chunk_mb(k, True) for k in range(total))]
+    bwd = [("B", mb, c) for c, mb in (chunk_mb(k, False) for k in range(total))]
+    steady = [op for pair in zip(fwd[warm:], bwd, strict=False) for op in pair]
+    return fwd[:warm] + steady + bwd[total - warm:]
 
 
 def _pair_phase(f: Fabric, src: list[str], dst: list[str], name: str, inter: bool) -> PhaseSpec:
     """Flows src[i] -> dst[i] (one byte each per byte sent) as a phase over ranks src+dst."""
-    n = len(src)
-    return PhaseSpec(name, np.arange(n), np.arange(n, 2 * n), np.ones(n), np.arange(n), 1,
-                     [], inter, False, None)
+    return pair_phase(len(src), name, inter)
 
 
 def _ring_groups_phase(f: Fabric, ranks: list[str], groups: list[list[int]], unit: float,
@@ -568,8 +552,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         ranks = tuple(a + b)
         pp_fwd.append(_compile_phase(fabric, ranks, _pair_phase(fabric, a, b, "pp", True),
                                      policy, cap))
-        rev = PhaseSpec("pp-back", np.arange(len(a), 2 * len(a)), np.arange(len(a)),
-                        np.ones(len(a)), np.arange(len(a)), 1, [], True, False, None)
+        rev = pair_phase(len(a), "pp-back", reverse=True)
         pp_bwd.append(_compile_phase(fabric, ranks, rev, policy, cap))
     pp_wrap = pp_wrap_b = None
     if w.vpp > 1 and w.pp > 1:  # interleaved: last stage hands chunk c to stage 0's chunk c+1
@@ -577,8 +560,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         ranks = tuple(a + b)
         pp_wrap = _compile_phase(fabric, ranks, _pair_phase(fabric, a, b, "pp", True),
                                  policy, cap)
-        rev = PhaseSpec("pp-back", np.arange(len(a), 2 * len(a)), np.arange(len(a)),
-                        np.ones(len(a)), np.arange(len(a)), 1, [], True, False, None)
+        rev = pair_phase(len(a), "pp-back", reverse=True)
         pp_wrap_b = _compile_phase(fabric, ranks, rev, policy, cap)
     # --- DP rings per stage: one ring per (cp, tp) position over the dp replicas
     dp_phase: list[CompiledPhase | None] = []
