@@ -5,6 +5,7 @@ The public API. Quantities are SI floats (seconds, bytes, bytes/s, FLOP/s, watts
 
 from .catalog import Catalog, load_catalog
 from .collectives import CollectiveResult, collective_time, compile_plan, run_collective
+from .cost import bill_of_materials, cost, load_assumptions
 from .errors import ConfigError, InfeasibleError, RoutingError, SimError, TopologyError
 from .fabric import Fabric, Route, load_topology, summarize
 from .network import AnalyticalNetwork, FlowNetwork, Transfer, make_network
@@ -14,6 +15,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnalyticalNetwork",
+    "bill_of_materials",
+    "cost",
+    "load_assumptions",
     "Catalog",
     "CollectiveResult",
     "FlowNetwork",

@@ -237,6 +237,36 @@ def _run_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .cost import load_assumptions
+    from .report import compare, table, write_report
+    from .units import parse
+
+    a = load_assumptions(args.assumptions)
+    dur = parse(args.duration, "time", field="--duration")
+    df, extras = compare(args.topology, args.workload, args.service, a, duration_s=dur,
+                         network=args.network)
+    if args.json:
+        print(df.to_json(orient="records", indent=1))
+        return 0
+    rows = table(df)
+    w0 = max(len(r[0]) for r in rows)
+    ws = [max(len(r[i]) for r in rows) for i in range(1, len(rows[0]))]
+    for i, n in enumerate(df["proposal"]):
+        print(f"P{i + 1}: {n}")
+    for r in rows:
+        print(f"{r[0]:<{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(r[1:], ws, strict=True)))
+    for i, r in df.iterrows():
+        for k in ("training_error", "service_error"):
+            if k in df.columns and isinstance(r.get(k), str):
+                print(f"P{i + 1} {k.split('_')[0]}: {r[k]}")
+    if args.output:
+        h, m = write_report(args.output, df, extras, assumptions=a,
+                            title="Design review: " + ", ".join(str(x) for x in args.topology))
+        print(f"\nreport: {h} and {m}")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -328,6 +358,18 @@ def build_parser() -> argparse.ArgumentParser:
     mx.add_argument("mix", help="mix YAML (topology, duration, jobs)")
     mx.add_argument("--json", action="store_true")
     mx.set_defaults(func=_run_mix)
+    cp = sub.add_parser("compare", help="design review: cost, power and performance of "
+                                        "proposals side by side")
+    cp.add_argument("topology", nargs="+", help="topologies/<proposal>.yaml (first = baseline)")
+    cp.add_argument("--workload", help="training workload YAML")
+    cp.add_argument("--service", help="inference service YAML")
+    cp.add_argument("--duration", default="30s", help="service arrival window (default 30s)")
+    cp.add_argument("--assumptions", help="economics YAML overriding "
+                                          "topologies/economics/default.yaml")
+    cp.add_argument("--network", default="analytical", choices=["flow", "analytical"])
+    cp.add_argument("-o", "--output", help="report directory (index.html, report.md, PNGs)")
+    cp.add_argument("--json", action="store_true", help="print the table as JSON records")
+    cp.set_defaults(func=_compare)
     val = sub.add_parser("validate", help="compare predictions with published measurements")
     val.add_argument("what", choices=["collectives", "training"])
     val.add_argument("--json", action="store_true")

@@ -233,7 +233,7 @@ def ocs_pod(*, cubes: int = 64, node: str = "TPUv4-cube", ocs: str = "Palomar-OC
         cube_chips.append(names)
     rt = reconfigure_time_s if reconfigure_time_s is not None else (sw.reconfigure_time_s or 0.0)
     f.ocs = OCSPod(f, cd, cube_chips, units, rt)
-    f.meta.update({"builder": "ocs_pod", "cubes": cubes})
+    f.meta.update({"builder": "ocs_pod", "cubes": cubes, "node": nm.id})
     for i, s in enumerate(slices or []):
         try:
             if isinstance(s, dict):

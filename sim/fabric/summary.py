@@ -149,9 +149,13 @@ def _transceivers(f: Fabric) -> tuple[Counter, Counter]:
 
 
 def _pick(items, speed: float, reach_m: float, per_port):
-    ok = [x for x in items if abs(per_port(x) - speed) < 1e-6 * speed and x.reach_m >= reach_m]
+    """The cheapest part of the lowest standard rate at or above ``speed`` that reaches
+    ``reach_m`` (a 360 Gb/s ICI link rides on a 400G module), or None."""
+    ok = [x for x in items if per_port(x) >= speed * (1 - 1e-6) and x.reach_m >= reach_m]
     if not ok:
         return None
+    rate = min(per_port(x) for x in ok)
+    ok = [x for x in ok if per_port(x) <= rate * (1 + 1e-6)]
     ports = getattr(ok[0], "ports", None)
     if ports is None:
         return min(ok, key=lambda x: (x.price_USD, x.reach_m, x.id))
