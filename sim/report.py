@@ -20,7 +20,7 @@ import pandas as pd
 from .cost import NETWORK, OPTICAL, Assumptions, bill_of_materials, cost, load_assumptions
 from .errors import SimError
 
-__all__ = ["compare", "write_report", "link_tier"]
+__all__ = ["compare", "write_report", "link_tier", "tier_utilization", "table", "figures"]
 
 _TIER = {0: "scale-up", 1: "leaf", 2: "spine", 3: "core"}
 HOURS = 3600.0
@@ -44,14 +44,25 @@ def link_tier(g, u: str, v: str) -> str:
     return "other"
 
 
-def _tier_util(f, links: pd.DataFrame) -> dict:
-    if links is None or links.empty:
-        return {}
+def tier_utilization(f, util: np.ndarray) -> pd.DataFrame:
+    """Peak and mean utilization of the links of each tier (all links, idle ones included).
+
+    ``util`` is one value per link of ``f.compile()`` (a training result's
+    ``extra["link_utilization"]``)."""
+    c = f.compile()
     g = f.graph
-    t = [link_tier(g, u, v) for u, v in zip(links["src"], links["dst"], strict=True)]
-    s = pd.Series(links["utilization"].to_numpy(), index=t)
-    # links with no traffic are not in the table: mean over the used links of each tier
-    return {k: float(v) for k, v in s.groupby(level=0).max().items()}
+    names = c.node_names
+    tiers = np.array([link_tier(g, names[c.link_src[i]], names[c.link_dst[i]])
+                      for i in range(len(util))])
+    df = pd.DataFrame({"tier": tiers, "utilization": util})
+    return df.groupby("tier")["utilization"].agg(["max", "mean"])
+
+
+def _tier_util(f, tr) -> dict:
+    if tr is None or "link_utilization" not in tr.extra:
+        return {}
+    t = tier_utilization(f, tr.extra["link_utilization"])
+    return {k: (float(r["max"]), float(r["mean"])) for k, r in t.iterrows()}
 
 
 def _proposal(path, workload, service, a: Assumptions, duration_s: float, network: str):
@@ -104,6 +115,7 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
         gpus = tr.workload.gpus
         rec.update({"step_time_s": tr.step_time_s, "mfu": tr.mfu,
                     "train_tokens_per_s": tr.tokens_per_s,
+                    "usd_per_step": usd_per_s_per_acc * gpus * tr.step_time_s,
                     "usd_per_M_train_tokens": usd_per_s_per_acc * gpus / tr.tokens_per_s * 1e6,
                     "train_tokens_per_kWh": tr.tokens_per_s * HOURS /
                     (c.attrs["facility_power_W"] * gpus / f.n_accelerators / 1e3)})
@@ -118,9 +130,10 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
                     "tpot_p50_s": m["tpot_p50_s"], "tpot_p99_s": m["tpot_p99_s"],
                     "serve_tokens_per_s": thr,
                     "usd_per_M_served_tokens": usd_per_s_per_acc * gpus / thr * 1e6
-                    if thr > 0 else math.inf})
-    links = tr.links if tr is not None else None
-    extra = {"bom": bom, "cost": c, "tier_util": _tier_util(f, links)}
+                    if thr > 0 else math.inf,
+                    "served_tokens_per_kWh": thr * HOURS /
+                    (c.attrs["facility_power_W"] * gpus / f.n_accelerators / 1e3)})
+    extra = {"bom": bom, "cost": c, "tier_util": _tier_util(f, tr)}
     del f
     return rec, extra
 
@@ -165,14 +178,16 @@ _ROWS = [  # (column, label, kind, higher is better)
     ("step_time_s", "training step time", "s", False),
     ("mfu", "MFU", "pct", True),
     ("train_tokens_per_s", "training tokens/s", "num", True),
+    ("usd_per_step", "$ per training step", "usd2", False),
     ("usd_per_M_train_tokens", "$ per M training tokens", "usd2", False),
-    ("train_tokens_per_kWh", "training tokens per kWh", "num", True),
+    ("train_tokens_per_kWh", "perf/W: training tokens per kWh", "num", True),
     ("ttft_p50_s", "TTFT p50", "ms", False),
     ("ttft_p99_s", "TTFT p99", "ms", False),
     ("tpot_p50_s", "TPOT p50", "ms", False),
     ("tpot_p99_s", "TPOT p99", "ms", False),
     ("serve_tokens_per_s", "served tokens/s", "num", True),
     ("usd_per_M_served_tokens", "$ per M served tokens", "usd2", False),
+    ("served_tokens_per_kWh", "perf/W: served tokens per kWh", "num", True),
 ]
 
 
@@ -278,16 +293,22 @@ def figures(df: pd.DataFrame, extras: list) -> dict[str, bytes]:
         ax.legend()
         save(fig, "perf_vs_cost")
 
-    tiers = sorted({t for e in extras for t in e["tier_util"]})
+    # tiers that carried simulated transfers (TP inside a scale-up domain is timed in closed
+    # form per layer and does not load links here)
+    tiers = sorted({t for e in extras for t, (mx, _) in e["tier_util"].items() if mx > 0})
     if tiers:
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, ax = plt.subplots(figsize=(8, 4))
         w = 0.8 / len(df)
         for i, e in enumerate(extras):
-            ax.bar(np.arange(len(tiers)) + i * w, [e["tier_util"].get(t, 0) * 100
-                                                   for t in tiers], w, label=names[i])
+            tu = e["tier_util"]
+            x = np.arange(len(tiers)) + i * w
+            ax.bar(x, [tu.get(t, (0, 0))[0] * 100 for t in tiers], w, label=names[i],
+                   color=f"C{i}", alpha=0.45)
+            ax.bar(x, [tu.get(t, (0, 0))[1] * 100 for t in tiers], w * 0.5, color=f"C{i}")
         ax.set_xticks(np.arange(len(tiers)) + 0.4 - w / 2, tiers)
-        ax.set_ylabel("busiest link, % of step time")
-        ax.set_title("Link utilization per tier (training step)")
+        ax.set_ylabel("% of step time (light: busiest link, dark: mean)")
+        ax.set_title("Link utilization per tier (training step; DP/PP/EP/CP transfers)",
+                     fontsize=10)
         ax.legend(fontsize=7)
         save(fig, "link_utilization")
     return figs
@@ -312,7 +333,8 @@ def write_report(out: str | Path, df: pd.DataFrame, extras: list, *, title: str 
     a = assumptions or load_assumptions()
     assume = (f"electricity {a.electricity_usd_per_kwh} USD/kWh, PUE {a.pue}, facility "
               f"{a.facility_usd_per_kw:,.0f} USD/kW, amortization {a.amortization_years} "
-              f"years, accelerator power model: {a.power_model}")
+              f"years, accelerator power model: {a.power_model} (busy fraction of the training "
+              f"step when a workload is given, else of the service)")
     md = [f"# {title or 'Design review'}", "", "Differences are against P1.", "",
           "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     md += ["| " + " | ".join(r) + " |" for r in rows]

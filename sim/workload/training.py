@@ -750,5 +750,6 @@ def _training_result(w, fabric, acc, net, busy, ends, start, mem, worst) -> Trai
         mfu=mflops / (step * gpus * peak), hfu=hflops / (step * gpus * peak),
         model_flops=mflops, hardware_flops=hflops, memory_per_gpu_bytes=worst["total"],
         memory=worst, hbm_capacity_bytes=acc.hbm_capacity_B, stages=stage_df, links=links,
-        network=net.name, events=len(net.transfers))
+        network=net.name, events=len(net.transfers),
+        extra={"link_utilization": util})  # every compiled link, in fabric.compile() order
 
