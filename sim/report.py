@@ -151,6 +151,14 @@ def compare(topologies: list, workload=None, service=None, assumptions=None,
     if not topologies:
         raise SimError("compare needs at least one proposal")
     a = assumptions if isinstance(assumptions, Assumptions) else load_assumptions(assumptions)
+    # a malformed spec is the user's error, not one proposal's infeasibility: fail up front
+    from .catalog import load_catalog
+    from .workload import load_workload
+    from .workload.inference import load_service
+    if workload:
+        load_workload(workload, catalog=load_catalog())
+    if service:
+        load_service(service, catalog=load_catalog())
     recs, extras = [], []
     for p in topologies:
         r, e = _proposal(p, workload, service, a, duration_s, network)

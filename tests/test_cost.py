@@ -246,3 +246,24 @@ def test_pareto_front():
     x = np.array([1.0, 2.0, 3.0, 2.5])
     y = np.array([1.0, 3.0, 2.0, 3.0])
     assert _pareto(x, y) == [0, 1]  # 2 is dominated by 1; 3 ties 1 on y at higher cost
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--workload", "nope.yaml"], "nope.yaml"),
+    (["--service", "workloads/gpt3-175b-1k.yaml"], "gpt3-175b-1k.yaml"),
+    (["--duration", "5x"], "--duration"),
+])
+def test_compare_bad_input_one_line(args, needle, capsys):
+    rc = main(["compare", f"{TOPO}/dgx-h100-superpod-ib.yaml", *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_compare_reports_infeasible_proposal_and_keeps_others(capsys):
+    """GB200 NVL72 x 14 has 1,008 GPUs: a 1,024-GPU job cannot run; the row says why."""
+    rc = main(["compare", f"{TOPO}/gb200-nvl72-xdr.yaml", "--workload",
+               "workloads/gpt3-175b-1k.yaml", "--json"])
+    assert rc == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    assert "1008" in rec["training_error"] and "1024" in rec["training_error"]
+    assert rec["capex_total_USD"] > 0
