@@ -197,18 +197,16 @@ def bill_of_materials(f: Fabric) -> pd.DataFrame:
             rows.append(_row("scale-out switches", model, tier, n, s.price_USD, s.power_W,
                              s.provenance))
     modules, copper = _transceivers(f)
-    for item, n in sorted(modules.items()):
-        t = cat.transceivers.get(item)
-        if t is None:
-            raise ConfigError(f"no catalog transceiver for {item}: add one to "
-                              "topologies/catalog/optics.yaml", field="transceivers")
-        rows.append(_row("transceivers", item, "", n, t.price_USD, t.power_W, t.provenance))
-    for item, n in sorted(copper.items()):
-        c = cat.cables.get(item)
-        if c is None:
-            raise ConfigError(f"no catalog cable for {item}: add one to "
-                              "topologies/catalog/optics.yaml", field="cables")
-        rows.append(_row("copper cables", item, "", n, c.price_USD, c.power_W, c.provenance))
+    for category, counts, parts, what in (("transceivers", modules, cat.transceivers,
+                                            "transceiver"),
+                                           ("copper cables", copper, cat.cables, "cable")):
+        for item, n in sorted(counts.items()):
+            part = parts.get(item)
+            if part is None:
+                raise ConfigError(f"no catalog {what} for {item}: add one to "
+                                  "topologies/catalog/optics.yaml", field=category)
+            rows.append(_row(category, item, "", n, part.price_USD, part.power_W,
+                             part.provenance))
     fibers: Counter = Counter()
     fiber_parts = [c for c in cat.cables.values() if c.medium == "fiber"]
     for _u, _v, d in _cables(f):

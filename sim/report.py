@@ -253,35 +253,27 @@ def figures(df: pd.DataFrame, extras: list) -> dict[str, bytes]:
         plt.close(fig)
         figs[key] = buf.getvalue()
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    bottom = np.zeros(len(df))
-    cats = [c for c in df.columns if c.startswith("capex_") and c not in
-            ("capex_total_USD", "capex_network_USD", "capex_optical_USD")]
-    for c in cats:
-        v = df[c].to_numpy(dtype=float) / 1e6
-        if v.sum() == 0:
-            continue
-        ax.bar(names, v, bottom=bottom, label=c[6:-4].replace("_", " "))
-        bottom += v
-    ax.set_ylabel("capex (million USD)")
-    ax.set_title("Cost breakdown")
-    ax.legend(fontsize=7)
-    save(fig, "cost_breakdown")
-
-    steps = [c for c in df.columns if c.startswith("step_") and c != "step_time_s"]
-    if steps:
+    def stacked(cols, scale, strip, ylabel, title, key):
         fig, ax = plt.subplots(figsize=(7, 4))
         bottom = np.zeros(len(df))
-        for c in steps:
-            v = df[c].fillna(0).to_numpy(dtype=float)
+        for c in cols:
+            v = df[c].fillna(0).to_numpy(dtype=float) / scale
             if v.sum() == 0:
                 continue
-            ax.bar(names, v, bottom=bottom, label=c[5:-2].replace("_", " "))
+            ax.bar(names, v, bottom=bottom, label=c[strip[0]:strip[1]].replace("_", " "))
             bottom += v
-        ax.set_ylabel("time on the critical stage (s)")
-        ax.set_title("Step-time breakdown")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.legend(fontsize=7)
-        save(fig, "step_breakdown")
+        save(fig, key)
+
+    stacked([c for c in df.columns if c.startswith("capex_") and c not in
+             ("capex_total_USD", "capex_network_USD", "capex_optical_USD")], 1e6, (6, -4),
+            "capex (million USD)", "Cost breakdown", "cost_breakdown")
+    steps = [c for c in df.columns if c.startswith("step_") and c != "step_time_s"]
+    if steps:
+        stacked(steps, 1.0, (5, -2), "time on the critical stage (s)", "Step-time breakdown",
+                "step_breakdown")
 
     perf = "train_tokens_per_s" if "train_tokens_per_s" in df else \
         ("serve_tokens_per_s" if "serve_tokens_per_s" in df else None)
