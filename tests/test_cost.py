@@ -150,7 +150,9 @@ def test_tpu_v4_ocs_optical_share():
 
 def test_tpu_bom_counts():
     """64 cubes x 6 faces x 16 face chips = 6,144 optical ICI links, one transceiver each
-    (the OCS end is passive), 48 OCS; ICI inside a cube is copper."""
+    (the OCS end is passive), 48 OCS; ICI inside a cube is copper. Secondary reports of the
+    TPU v4 pod give the same "1.5 optical transceivers per TPU" (6,144 / 4,096; e.g.
+    nextbigfuture.com 2025-11, 'Highly Customized Optical Networking ... TPUs')."""
     f = load_topology(f"{TOPO}/tpu-v4-pod-ocs.yaml")
     bom = bill_of_materials(f)
     assert _count(bom, "optical circuit switches") == 48
