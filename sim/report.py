@@ -91,7 +91,7 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
             results["service"] = sv
         except SimError as e:
             rec["service_error"] = str(e)
-    c = cost(f, results if tr is not None else ({"service": sv} if sv else None), a, bom=bom)
+    c = cost(f, results, a, bom=bom)  # busy fraction: training if run, else the service
     by = dict(zip(c["category"], c["capex_USD"], strict=True))
     sw = bom[bom["category"].isin(("scale-out switches", "optical circuit switches"))]
     rec.update({
@@ -134,7 +134,6 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
                     "served_tokens_per_kWh": thr * HOURS /
                     (c.attrs["facility_power_W"] * gpus / f.n_accelerators / 1e3)})
     extra = {"bom": bom, "cost": c, "tier_util": _tier_util(f, tr)}
-    del f
     return rec, extra
 
 
