@@ -10,9 +10,13 @@ Iteration time is a roofline per GPU (:mod:`sim.compute`): linear layers cost
 2 x active parameters x tokens FLOPs at the measured matmul rate, but cannot run faster
 than reading the weights once from HBM (decode is memory-bound); attention costs its
 quadratic FLOPs over the context (prefill is compute-bound) or reading the context's KV
-cache (decode); each layer adds two tensor-parallel all-reduces of the iteration's
-activations (:func:`~sim.collectives.collective_time` in the replica's domain) and its
-kernels' overhead. Static batching (TensorRT-LLM's gptSessionBenchmark) runs a fixed batch
+cache (decode; once per KV head with a grouped kernel such as FlashDecoding or XQA, once
+per query head with TensorRT-LLM's older masked-MHA kernel: ``decode_attention``);
+elementwise operations (norms, residual adds, the activation function, rotary) move their
+bytes through HBM per token, counted as in training without dropout; each layer adds two
+tensor-parallel all-reduces of the iteration's activations
+(:func:`~sim.collectives.collective_time` in the replica's domain) and its kernels'
+overhead. Static batching (TensorRT-LLM's gptSessionBenchmark) runs a fixed batch
 to completion instead. Disaggregated serving splits the replicas into prefill and decode
 pools: after a prompt's prefill its KV cache (prompt x bytes per token, sharded over TP)
 travels from each prefill GPU to the matching decode GPU as a transfer through the network
@@ -39,7 +43,7 @@ from ..compute import matmul_rate
 from ..errors import ConfigError, InfeasibleError
 from ..fabric.fabric import Fabric
 from ..spec import Node, apply_overrides, load_yaml
-from .models import ModelSpec, embedding_params, params_per_layer, read_model
+from .models import ModelSpec, embedding_params, layer_costs, params_per_layer, read_model
 
 __all__ = ["ServiceSpec", "load_service", "simulate_service", "ServiceResult",
            "kv_bytes_per_token", "IterationModel"]
@@ -82,6 +86,10 @@ class ServiceSpec:
     token_budget: int = 8192  # tokens per iteration (prefill chunks + decodes)
     chunked_prefill: bool = True
     kv_fraction: float = 0.9  # of the HBM left after weights
+    # decode attention kernel: "grouped" reads each KV head once per step (FlashDecoding,
+    # TensorRT-LLM XQA); "per_query_head" reads it once per query head sharing it
+    # (one thread block per query head: TensorRT-LLM's MMHA before XQA)
+    decode_attention: str = "grouped"
     static_batch: int | None = None
     prefill_replicas: int | None = None  # disaggregated: this many prefill-only replicas
     arrival: str = "poisson"  # poisson | gamma | trace | all-at-once
@@ -155,6 +163,8 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
         chunked_prefill=b.boolean("chunked_prefill", True),
         kv_fraction=b.number("kv_fraction", 0.9, low=0.0, high=1.0, low_open=True),
         static_batch=b.integer("static_batch", None, minimum=1),
+        decode_attention=b.string("decode_attention", "grouped",
+                                  choices=("grouped", "per_query_head")),
         prefill_replicas=doc.sub("disaggregation", {}).integer("prefill_replicas", None,
                                                                minimum=1),
         arrival=a.string("process", "poisson", choices=("poisson", "gamma", "trace",
@@ -217,10 +227,21 @@ class IterationModel:
         self.attn_width = m.heads * (m.head_dim if m.mla is None else
                                      m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim)
         self.kv_token = kv_bytes_per_token(m, s.kv_bytes)
+        # bytes of KV a decode step reads per token of context: a grouped kernel reads
+        # each KV head once; a per-query-head kernel once for each query head sharing it
+        # (MLA's latent cache is read once either way)
+        share = m.heads / m.kv_heads if m.mla is None else 1.0
+        self.kv_read_token = self.kv_token * (
+            share if s.decode_attention == "per_query_head" else 1.0)
         self.layers = m.layers
         self.tp = s.tp
         self.hidden = m.hidden
         self.kernel = cm.kernel_overhead_s * 10 * m.layers  # ~10 kernels per layer
+        # elementwise HBM traffic per token over all layers (norms, residual adds, the
+        # activation function, rotary): the same accounting as training, without dropout
+        self.elem_token = sum(layer_costs(m, micro_batch=1, seq_len=1, tp=s.tp, layer=i,
+                                          dropout=False).bytes_fwd
+                              for i in range(m.layers))
         self.gpus = gpus
         self.f = f
         self._tp_cache: dict[int, float] = {}
@@ -271,12 +292,14 @@ class IterationModel:
         t_lin = max((lin_flops + head) / self.rate, self.weight_bytes / self.hbm)
         attn_flops = 4 * self.layers * self.attn_width / self.tp * (
             prefill_attn + decode_context)
-        kv_read = self.kv_token / self.tp * decode_context  # decode reads its context
+        kv_read = self.kv_read_token / self.tp * decode_context  # decode reads its context
         t_attn = max(attn_flops / self.rate, kv_read / self.hbm)
+        elem = self.elem_token * tokens
+        t_elem = elem / self.hbm
         t_comm = self._tp_time(tokens)
-        t = t_lin + t_attn + t_comm + self.kernel
+        t = t_lin + t_attn + t_elem + t_comm + self.kernel
         return t, {"flops": lin_flops + head + attn_flops,
-                   "hbm_bytes": self.weight_bytes + kv_read, "comm": t_comm}
+                   "hbm_bytes": self.weight_bytes + kv_read + elem, "comm": t_comm}
 
 
 # ------------------------------------------------------------------ requests

@@ -188,7 +188,7 @@ class LayerCost:
 def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp: int = 1,
                 ep: int = 1, sequence_parallel: bool = False, recompute: str = "none",
                 flash_attention: bool = True, causal: bool = True, dtype_bytes: int = 2,
-                layer: int = -1) -> LayerCost:
+                layer: int = -1, dropout: bool = True) -> LayerCost:
     """Per-GPU cost of one layer for one micro-batch (see the module docstring).
 
     Parameters
@@ -204,6 +204,8 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
     flash_attention : bool
         Fused attention: no s^2 softmax traffic, and with ``causal`` only the lower
         triangle of the score matrix is computed.
+    dropout : bool
+        Count the two dropouts' traffic (training); inference has none.
     """
     b, s, h = micro_batch, seq_len / cp, m.hidden
     tokens = b * s  # tokens of this GPU's sequence shard
@@ -240,7 +242,8 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
     per_tok = 0.0
     per_tok += 2 * 2 * h / sp  # two norms: read x, write y
     per_tok += 2 * 2 * h / sp  # two residual adds (read 2, write 1) ~ 4h
-    per_tok += 2 * 1.5 * h / sp  # two dropouts (read, write, 1-byte mask)
+    if dropout:
+        per_tok += 2 * 1.5 * h / sp  # two dropouts (read, write, 1-byte mask)
     act = ffn_inner * (3 if m.ffn_type == "swiglu" else 2) / tp  # activation fn read/write
     per_tok += act
     per_tok += 2 * (a * qk_dim * 3) / tp / 2  # rotary/bias on q, k, v
