@@ -270,8 +270,42 @@ def _compare(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .validation import collective_cases, summarize_errors, training_cases
+    from .validation import (
+        collective_cases,
+        mlperf_cases,
+        summarize_errors,
+        training_cases,
+        trtllm_cases,
+    )
 
+    if args.what == "inference":
+        static = trtllm_cases(extra=True)
+        mlperf = mlperf_cases()
+        if args.json:
+            print(pd.concat([static, mlperf]).to_json(orient="records", indent=1))
+            return 0
+        cols = ["case", "measured", "predicted", "error_pct", "setting"]
+        fmt = {"float_format": lambda x: f"{x:.1f}", "index": False}
+        with pd.option_context("display.width", 250, "display.max_colwidth", 120,
+                               "display.max_rows", 200):
+            own = static[static["source"].str.startswith("inference.tsv")]
+            print("TensorRT-LLM static batching, shared/validation/inference.tsv "
+                  "(output tokens/s per GPU):")
+            print(own[cols].to_string(**fmt))
+            err = own["error_pct"].abs()
+            print(f"{len(own)} rows: median |error| {err.median():.1f}%, max {err.max():.1f}%")
+            more = static[~static["source"].str.startswith("inference.tsv")]
+            print("\nFurther published TensorRT-LLM rows (experiments/validation/"
+                  "trtllm_perf.tsv):")
+            print(more[cols].to_string(**fmt))
+            by = more.assign(release=more["case"].str.split("-").str[1],
+                             abs_err=more["error_pct"].abs())
+            print(by.groupby("release")["abs_err"].agg(["count", "median", "max"])
+                  .round(1).to_string())
+            print("\nMLPerf Inference v4.1 llama2-70b, 8x H100:")
+            print(mlperf[["case", "status", "measured", "predicted", "error_pct",
+                          "setting"]].to_string(**fmt))
+        return 0
     if args.what == "training":
         df = training_cases()
         if args.json:
@@ -371,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--json", action="store_true", help="print the table as JSON records")
     cp.set_defaults(func=_compare)
     val = sub.add_parser("validate", help="compare predictions with published measurements")
-    val.add_argument("what", choices=["collectives", "training"])
+    val.add_argument("what", choices=["collectives", "training", "inference"])
     val.add_argument("--json", action="store_true")
     val.set_defaults(func=_validate)
     return p

@@ -1,0 +1,60 @@
+"""Serving throughput against published runs: TensorRT-LLM's static-batch tables
+(shared/validation/inference.tsv and further releases in experiments/validation/
+trtllm_perf.tsv) and MLPerf Inference v4.1 Llama 2 70B on 8x H100."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.validation import _trtllm_attention, mlperf_cases, trtllm_cases
+
+
+@pytest.fixture(scope="module")
+def static():
+    return trtllm_cases(extra=True)
+
+
+def test_trtllm_rows_of_the_shared_file_within_20_percent(static):
+    own = static[static["source"].str.startswith("inference.tsv")]
+    assert len(own) == 5  # four H100 rows (one from the notes column) and the A100 row
+    assert own["error_pct"].abs().max() <= 20.0, own[["case", "error_pct"]]
+
+
+def test_further_published_releases(static):
+    """Out-of-sample rows (v0.6.1 A100 / Llama 2 7B, v0.8.0, v0.9.0): median |error| per
+    release under 15%; the worst rows (A100 70B at v0.8.0, +37%) are reported in the note,
+    the bound only guards against regressions."""
+    more = static[~static["source"].str.startswith("inference.tsv")].copy()
+    assert len(more) == 42
+    more["release"] = more["case"].str.split("-").str[1]
+    med = more.groupby("release")["error_pct"].apply(lambda e: e.abs().median())
+    assert (med <= 15.0).all(), med
+    assert more["error_pct"].abs().max() <= 40.0
+
+
+def test_xqa_release_boundary():
+    assert _trtllm_attention("v0.6.1") == "per_query_head"
+    assert _trtllm_attention("0.8.0") == "grouped"
+    assert _trtllm_attention("0.10.0") == "grouped"
+
+
+@pytest.fixture(scope="module")
+def mlperf():
+    return mlperf_cases()
+
+
+@pytest.mark.slow
+def test_mlperf_offline_prompt_mean_is_plausible(mlperf):
+    """The Offline row calibrates the unpublished prompt mean; it must land below the
+    1,024-token cap and reproduce the row."""
+    off = mlperf.iloc[0]
+    prompt = int(off["setting"].split("prompt mean ")[1].split()[0])
+    assert 50 < prompt < 1024
+    assert abs(off["error_pct"]) < 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="Server max rate over-predicted by ~36% (see note): "
+                   "the scheduler admits every arrival and lets TPOT absorb the load")
+def test_mlperf_server_within_20_percent(mlperf):
+    assert abs(mlperf.iloc[1]["error_pct"]) <= 20.0
