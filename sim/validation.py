@@ -171,6 +171,10 @@ def training_cases() -> pd.DataFrame:
             else "none"
         zero = 3 if "zero-3" in r["zero_fsdp"].lower() else 1 if "distributed" in \
             r["zero_fsdp"].lower() else 0
+        # fp16 runs (Narayanan) reduce fp16 gradients; bf16 and "mixed" runs are taken as
+        # bf16, whose gradients Megatron-LM reduces in fp32
+        prec = "fp16" if r["precision"].lower().startswith("fp16") and \
+            "bf16" not in r["precision"].lower() else "bf16"
         vpp = 1
         inter = r["VPP_or_interleave"]
         m = re.search(r"\((\d+)\)|(\d+) stages", inter)
@@ -179,7 +183,7 @@ def training_cases() -> pd.DataFrame:
             vpp = max(1, layers // pp // per)
         w = TrainingWorkload(
             name=cid, model=model, global_batch=gbs, micro_batch=mbs, seq_len=seq,
-            precision="bf16", tp=tp, pp=pp, dp=dp, vpp=vpp, zero=zero,
+            precision=prec, tp=tp, pp=pp, dp=dp, vpp=vpp, zero=zero,
             sequence_parallel=("sequence parallel" in rec or "+ sp" in rec or h100) and tp > 1,
             recompute=recompute, schedule="interleaved" if vpp > 1 else "1f1b",
             flash_attention=h100, n_gpus=tp * pp * dp)

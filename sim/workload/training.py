@@ -12,8 +12,11 @@ model, so they contend with everything else on the fabric. Data-parallel replica
 symmetric and folded: one process per stage stands for all of them, and its transfers
 carry the link loads of every replica at once. Gradients are reduce-scattered (distributed
 optimizer / ZeRO) or all-reduced in buckets as the last micro-batch's backward produces
-them, overlapped with the rest of backward as Megatron-LM does; parameters are all-gathered
-after the optimizer step (ZeRO-1/2) or before each layer's use (ZeRO-3/FSDP).
+them, overlapped with the rest of backward as Megatron-LM does, in fp32 for bf16 runs
+(Megatron's default) and in fp16 for fp16 runs; parameters are all-gathered under the
+first forward of each model chunk (ZeRO-1/2 with Megatron's overlap_param_gather: what
+the gather needs beyond that forward is exposed), after the optimizer step without that
+overlap, or before each layer's use (ZeRO-3/FSDP).
 
 Main assumptions: every micro-batch costs the same; TP collectives stay inside a scale-up
 domain that no other job shares; DP groups run rings (NCCL's choice at these sizes);
@@ -78,6 +81,11 @@ class TrainingWorkload:
     overlap_grad_reduce: bool = True
     overlap_param_gather: bool = True
     grad_bucket_params: float = 40e6
+    # bytes per gradient element in the data-parallel reduction: Megatron-LM forces fp32
+    # accumulation and reduction for bf16 (arguments.py: "bfloat16 requires gradient
+    # accumulation and all-reduce to be done in fp32") unless --grad-reduce-in-bf16;
+    # fp16 runs reduce fp16 gradients. None: by precision.
+    grad_reduce_bytes: int | None = None
     first_stage_layers: int | None = None  # uneven pipelines (Megatron's
     last_stage_layers: int | None = None  # --decoder-first/last-pipeline-num-layers)
     placement: str = "tp,cp,dp,pp"  # fastest-varying first: rank order on the fabric
@@ -88,6 +96,8 @@ class TrainingWorkload:
     def __post_init__(self):
         if self.vpp > 1 and self.schedule == "1f1b":
             self.schedule = "interleaved"  # virtual stages imply Megatron's interleaving
+        if self.grad_reduce_bytes is None:
+            self.grad_reduce_bytes = 2 if self.precision == "fp16" else 4
 
     @property
     def gpus(self) -> int:
@@ -207,6 +217,8 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
         overlap_grad_reduce=_bool(o, "overlap_grad_reduce", True),
         overlap_param_gather=_bool(o, "overlap_param_gather", True),
         grad_bucket_params=o.number("grad_bucket_params", 40e6, low=1.0),
+        grad_reduce_bytes={"fp32": 4, "bf16": 2, "fp16": 2, None: None}[
+            o.string("grad_reduce_dtype", None, choices=("fp32", "bf16", "fp16"))],
         first_stage_layers=p.integer("first_stage_layers", None, minimum=1),
         last_stage_layers=p.integer("last_stage_layers", None, minimum=1),
         placement=doc.string("placement", "tp,cp,dp,pp"),
@@ -639,7 +651,8 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         ops = _schedule(w, s)
         last_b = max(i for i, op in enumerate(ops) if op[0] == "B")
         dp_done = []
-        grad_bytes = 2 * st.params  # bf16 gradients reduced (fp32 accumulation local)
+        grad_bytes = w.grad_reduce_bytes * st.params
+        gathered: set[int] = set()  # chunks whose parameters this step has all-gathered
         for i, (kind, mb, c) in enumerate(ops):
             # global virtual stage index of this chunk
             vs = c * P + s
@@ -652,6 +665,14 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 # and the backward itself), as DeepSpeed's checkpointed layers do
                 times = 2 if (kind == "B" and w.recompute == "full") else 1
                 gather = env.process(dp_sync_ag(s, times * 2 * st.params / V))
+            elif (w.zero >= 1 and w.overlap_param_gather and kind == "F" and
+                  c not in gathered and dp_phase[s] is not None):
+                # distributed optimizer: the updated bf16 parameters are all-gathered
+                # during the first forward of each chunk (Megatron's overlap_param_gather;
+                # in steady state, the previous step's update), which cannot end before
+                # they have arrived
+                gathered.add(c)
+                gather = env.process(dp_sync_ag(s, 2 * st.params / V))
             if kind == "F":
                 if vs > 0:
                     yield ev(("F", vs - 1, mb))

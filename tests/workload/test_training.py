@@ -186,6 +186,8 @@ def _workload(tmp_path, **edits):
     ({"model": "llama-9000"}, "model", "unknown model 'llama-9000'"),
     ({"batch.seq_len": "8k"}, "batch.seq_len", "expected a whole number"),
     ({"parallelism.ep": 2}, "parallelism.ep", "has no experts"),
+    ({"options.grad_reduce_dtype": "fp64"}, "options.grad_reduce_dtype",
+     "'fp64' is not one of: fp32, bf16, fp16"),
 ])
 def test_bad_workloads_one_line(tmp_path, capsys, edits, field, match):
     p = _workload(tmp_path, **edits)
@@ -205,3 +207,41 @@ def test_train_json(capsys):
             "breakdown_s"} <= set(out)
     assert out["tokens_per_s"] == pytest.approx(1024 * 8192 / out["step_time_s"])
     assert 0.2 < out["mfu"] < 0.7
+
+
+def _dp_only(fab, **kw):
+    m = CAT.models["megatron-1.7b"]
+    base = dict(name="x", model=m, global_batch=16, micro_batch=1, seq_len=2048, tp=8, pp=1,
+                dp=8, zero=1, overlap_grad_reduce=False)
+    base.update(kw)
+    return simulate_training(fab, TrainingWorkload(**base))
+
+
+def test_gradients_are_reduced_in_fp32_for_bf16(fab64):
+    """Megatron-LM reduces bf16 runs' gradients in fp32 (4 bytes), fp16 runs' in fp16.
+    Without overlap, exposed DP time = reduce-scatter(g x params) + all-gather(2 x params)
+    on the same rings: 3 units with fp32 gradients, 2 with 16-bit ones."""
+    assert TrainingWorkload(name="x", model=CAT.models["megatron-1.7b"], global_batch=8,
+                            micro_batch=1, seq_len=8).grad_reduce_bytes == 4
+    assert TrainingWorkload(name="x", model=CAT.models["megatron-1.7b"], global_batch=8,
+                            micro_batch=1, seq_len=8, precision="fp16").grad_reduce_bytes == 2
+    e4 = _dp_only(fab64, overlap_param_gather=False).breakdown["dp_exposed"]
+    e2 = _dp_only(fab64, overlap_param_gather=False, grad_reduce_bytes=2).breakdown[
+        "dp_exposed"]
+    assert e4 / e2 == pytest.approx(1.5, rel=0.03)
+
+
+@pytest.mark.parametrize("shape", [  # all-gather longer / shorter than a forward
+    dict(seq_len=512), dict(seq_len=2048, micro_batch=4, global_batch=64)])
+def test_param_gather_overlaps_only_the_first_forward(fab64, shape):
+    """With the distributed optimizer's overlap_param_gather, the parameter all-gather runs
+    under the first forward of the step; what it needs beyond that forward is exposed."""
+    off = _dp_only(fab64, overlap_param_gather=False, grad_reduce_bytes=2, **shape)
+    on = _dp_only(fab64, overlap_param_gather=True, grad_reduce_bytes=2, **shape)
+    ag = off.breakdown["dp_exposed"] / 2  # RS and AG move the same bytes on the same rings
+    mbs = 2
+    first_fwd = off.breakdown["compute"] / (3 * mbs) + off.breakdown["tp_exposed"] / (2 * mbs)
+    saved = off.breakdown["dp_exposed"] - on.breakdown["dp_exposed"]
+    assert saved == pytest.approx(min(ag, first_fwd), rel=0.03)
+    assert (ag > 1.5 * first_fwd) if shape["seq_len"] == 512 else (first_fwd > 1.5 * ag)
+    assert on.step_time_s < off.step_time_s
