@@ -91,7 +91,8 @@ class _Active:
     event: simpy.Event
     start: float
     rate: float = 0.0
-    since: float = 0.0
+    since: float = 0.0  # `remaining` is as of this time; the rate has held since then
+    eta: float = 0.0  # completion time at the current rate
 
 
 class NetworkModel:
@@ -129,7 +130,7 @@ class NetworkModel:
         t1 = self.env.now if t1 is None else t1
         out = np.zeros(self.n_links)
         moved: dict[int, float] = {}  # bytes moved on each transfer's most loaded link
-        for s in self.segments:
+        for s in self.segments + self._open_segments():
             a, b = max(s.t0, t0), min(s.t1, t1)
             if b > a and s.rate > 0:
                 moved[s.tid] = moved.get(s.tid, 0.0) + s.rate * (b - a)
@@ -137,6 +138,10 @@ class NetworkModel:
             tr = self.transfers[tid]
             np.add.at(out, tr.links, tr.nbytes * (m / tr.nbytes.max()))
         return out
+
+    def _open_segments(self) -> list[_Segment]:
+        """Rate segments of transfers still in flight, not yet recorded."""
+        return []
 
     def link_utilization(self, t0: float = 0.0, t1: float | None = None) -> np.ndarray:
         """Fraction of each link's effective capacity used between ``t0`` and ``t1``."""
@@ -200,7 +205,6 @@ class FlowNetwork(NetworkModel):
         if t.latency_s > 0:
             yield self.env.timeout(t.latency_s)
         peak = float(t.nbytes.max())
-        self._advance()
         now = self.env.now
         a = _Active(tid, t.group, t.links, t.nbytes / peak, peak, ev, start, 0.0, now)
         isolated = not self._users[t.links].any()
@@ -208,28 +212,36 @@ class FlowNetwork(NetworkModel):
         self._users[t.links] += 1
         if isolated:  # shares no link: the others' rates stand, this one runs alone
             a.rate = float(np.min(self.capacity[t.links] / a.weights))
+            a.eta = now + a.remaining / a.rate
             self._schedule_next()
         else:
             self._reschedule()
 
-    def _advance(self) -> None:
-        """Move every active transfer forward to now at its current rate."""
-        now = self.env.now
-        for a in self.active.values():
-            dt = now - a.since
-            if dt > 0 and a.rate > 0:
-                a.remaining -= a.rate * dt
-                self.segments.append(_Segment(a.since, now, a.tid, a.rate))
-            a.since = now
+    def _settle(self, a: _Active, now: float) -> None:
+        """Bring ``a.remaining`` to ``now`` and record the segment at its current rate.
+        Rates are piecewise constant, so this is needed only when a rate changes or the
+        transfer ends."""
+        dt = now - a.since
+        if dt > 0 and a.rate > 0:
+            a.remaining -= a.rate * dt
+            self.segments.append(_Segment(a.since, now, a.tid, a.rate))
+        a.since = now
 
-    def _reschedule(self, force: bool = False) -> None:
+    def _open_segments(self) -> list[_Segment]:
+        now = self.env.now
+        return [_Segment(a.since, now, a.tid, a.rate) for a in self.active.values()
+                if now > a.since and a.rate > 0]
+
+    def _reschedule(self) -> None:
         """Complete finished transfers, recompute max-min rates if the set of transfers
         sharing links changed, and schedule the next completion."""
         now = self.env.now
         # complete what has (numerically) finished
-        finished = [a for a in self.active.values() if a.remaining <= 1e-9 * max(1.0, a.rate)]
+        finished = [a for a in self.active.values()
+                    if a.remaining - a.rate * (now - a.since) <= 1e-9 * max(1.0, a.rate)]
         shared = False
         for a in finished:
+            self._settle(a, now)
             del self.active[a.tid]
             self._users[a.links] -= 1
             shared = shared or bool(self._users[a.links].any())
@@ -237,7 +249,7 @@ class FlowNetwork(NetworkModel):
             a.event.succeed(now - a.start)
         if not self.active:
             return
-        if finished and not shared and not force:
+        if finished and not shared:
             self._schedule_next()  # the finished ones shared no link: other rates stand
             return
         # one kernel entry per group of identical transfers (weight x members)
@@ -260,12 +272,16 @@ class FlowNetwork(NetworkModel):
         rates = maxmin_rates(indptr, local, weights, self.capacity[used], len(used))
         self.recomputes += 1
         for g, r in zip(groups, rates, strict=True):
+            r = float(r)
             for a in g:
-                a.rate = float(r)
+                if r != a.rate:  # settle at the old rate, then switch
+                    self._settle(a, now)
+                    a.rate = r
+                    a.eta = now + a.remaining / r
         self._schedule_next()
 
     def _schedule_next(self) -> None:
-        nxt = min(a.remaining / a.rate for a in self.active.values())
+        nxt = min(a.eta for a in self.active.values()) - self.env.now
         self._gen += 1
         self.env.process(self._wake(self._gen, nxt))
 
@@ -273,11 +289,13 @@ class FlowNetwork(NetworkModel):
         yield self.env.timeout(max(delay, 0.0))
         if gen != self._gen:
             return  # superseded by a later arrival or completion
-        self._advance()
+        now = self.env.now
         # snap tiny remainders left by floating point to zero
         for a in self.active.values():
-            if a.remaining <= 1e-12 * a.weights.size + 1e-6:
+            if a.remaining - a.rate * (now - a.since) <= 1e-12 * a.weights.size + 1e-6:
+                self._settle(a, now)
                 a.remaining = 0.0
+                a.eta = now
         self._reschedule()
 
 
