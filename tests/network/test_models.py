@@ -171,3 +171,25 @@ def test_grouped_transfers_get_the_same_times_as_ungrouped(fab):
         runs[grouped], _ = _run("flow", fab, ts, starts=[0.0, 1e-3, 2e-3, 0.5e-3])
     assert all(runs[True][i][0] == pytest.approx(runs[False][i][0], rel=1e-12)
                for i in runs[False])
+
+
+def test_byte_counters_mid_flight(fab):
+    """Counters read while transfers are in flight include their bytes so far: a link
+    shared max-min by two transfers carries exactly capacity x elapsed time."""
+    cap = effective_capacity(fab)[3]
+    env = simpy.Environment()
+    net = make_network("flow", env, fab)
+    for _ in range(2):
+        net.transfer(Transfer(np.array([3]), np.array([4e9])))
+    seen = {}
+
+    def probe():
+        yield env.timeout(1e9 / cap)
+        seen["mid"] = net.link_bytes()[3]
+        seen["util"] = net.link_utilization()[3]
+
+    env.process(probe())
+    env.run()
+    assert seen["mid"] == pytest.approx(1e9, rel=1e-9)
+    assert seen["util"] == pytest.approx(1.0, rel=1e-9)
+    assert net.link_bytes()[3] == pytest.approx(8e9, rel=1e-9)
