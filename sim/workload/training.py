@@ -6,9 +6,11 @@ Megatron's interleaved 1F1B) micro-batch by micro-batch. A forward or backward o
 its compute time (:mod:`sim.compute`: GEMMs at measured matmul efficiency, elementwise
 work at HBM bandwidth) plus its tensor-parallel collectives, which Megatron runs between
 the layer's GEMMs (timed by :func:`~sim.collectives.collective_time` in the stage's
-scale-up domain), plus expert-parallel all-to-alls and context-parallel exchange.
-Activations and their gradients go from stage to stage as transfers through the network
-model, so they contend with everything else on the fabric. Data-parallel replicas are
+scale-up domain), plus context-parallel exchange. Expert-parallel all-to-alls (every
+rank of an EP group to every other, all groups of the stage at once, after each forward
+and before each backward) and activations and their gradients going from stage to stage
+are transfers through the network model, so they contend with everything else on the
+fabric. Data-parallel replicas are
 symmetric and folded: one process per stage stands for all of them, and its transfers
 carry the link loads of every replica at once. Gradients are reduce-scattered (distributed
 optimizer / ZeRO) or all-reduced in buckets as the last micro-batch's backward produces
@@ -412,12 +414,13 @@ class _Stage:
         self.compute_bwd = bwd / n_chunks
         self.tp_fwd = tp_fwd / n_chunks
         self.tp_bwd = tp_fwd * (1 + rec_tp) / n_chunks
-        # EP all-to-all (dispatch + combine) and CP ring: per GPU bytes / injection rate
-        inj = acc.scale_up_bandwidth_Bps * f.catalog.links[acc.scale_up_link].protocol_efficiency
+        # EP all-to-all (dispatch + combine): bytes each GPU sends per op, exchanged as a
+        # transfer through the network model; backward sends the gradients back the same
+        # way, and a fully recomputed forward repeats its own exchange
+        self.ep_bytes_fwd = ep_fwd / n_chunks
+        self.ep_bytes_bwd = self.ep_bytes_fwd * (2 if w.recompute == "full" else 1)
+        # CP ring: per GPU bytes / NIC rate
         nic = _nic_rate(f, tp_group[0])
-        ep_rate = inj if w.ep * w.tp <= len(f.domains[f.domain_of[tp_group[0]]]) else nic
-        self.ep_fwd = ep_fwd / ep_rate / n_chunks if ep_fwd else 0.0
-        self.ep_bwd = 2 * self.ep_fwd
         cp_rate = nic if w.cp > 1 else 1.0
         # CP K/V exchange overlaps attention compute (Megatron-Core ring attention)
         attn_t = sum(gemm_time(acc, prec, c.attn_fwd) for c in costs) / n_chunks
@@ -589,6 +592,24 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                                        _ring_groups_phase(fabric, ranks, groups, rs_unit,
                                                           k - 1, "dp ring"),
                                        policy, cap))
+    # --- EP all-to-all per stage: every rank to every other rank of its expert-parallel
+    # group (consecutive data/context-parallel ranks of one TP rank), all groups at once
+    ep_phase: list[CompiledPhase | None] = []
+    for s in range(w.pp):
+        if w.ep == 1 or not stages[s].ep_bytes_fwd:
+            ep_phase.append(None)
+            continue
+        ranks = list(grid[s].ravel())  # index = (dp * cp + cp_i) * tp + tp_i
+        src, dst = [], []
+        for t in range(w.tp):
+            for g0 in range(0, w.dp * w.cp, w.ep):
+                members = [(g0 + i) * w.tp + t for i in range(w.ep)]
+                src += [a for a in members for b in members if a != b]
+                dst += [b for a in members for b in members if a != b]
+        n = len(src)
+        spec = PhaseSpec("ep all-to-all", np.asarray(src), np.asarray(dst),
+                         np.full(n, 1.0 / (w.ep - 1)), np.arange(n), 1, [], True, False, None)
+        ep_phase.append(_compile_phase(fabric, tuple(ranks), spec, policy, cap))
     proto = fabric.catalog.protocols["Simple"]
 
     def dp_latency(k: int) -> float:
@@ -630,6 +651,13 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         ph = dp_phase[s]
         yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(w.dp * w.cp),
                                     "dp-ag", group=("dp", id(net), s)))
+
+    def ep_exchange(s: int, nbytes: float):
+        ph = ep_phase[s]
+        t = env.now
+        yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(2), "ep",
+                                    group=("ep", id(net), s)))
+        busy[s]["ep"] += env.now - t
 
     def account(s: int, compute: float, tp: float, ep: float, cp: float) -> None:
         b = busy[s]
@@ -678,8 +706,10 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                     yield ev(("F", vs - 1, mb))
                 busy[s]["wait"] += env.now - t0
                 dur_c = st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)
-                yield env.timeout(dur_c + st.tp_fwd + st.ep_fwd + st.cp_fwd)
-                account(s, dur_c, st.tp_fwd, st.ep_fwd, st.cp_fwd)
+                yield env.timeout(dur_c + st.tp_fwd + st.cp_fwd)
+                account(s, dur_c, st.tp_fwd, 0.0, st.cp_fwd)
+                if ep_phase[s] is not None:
+                    yield from ep_exchange(s, st.ep_bytes_fwd)
                 last = vs == V * P - 1
                 hand_off(s, None if last else pp_fwd[s] if s < P - 1 else pp_wrap,
                          ("F", vs, mb))
@@ -688,18 +718,20 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                     yield ev(("B", vs + 1, mb))
                 busy[s]["wait"] += env.now - t0
                 dur_c = st.compute_bwd + (st.head_bwd if vs == V * P - 1 else 0.0)
+                if ep_phase[s] is not None:
+                    yield from ep_exchange(s, st.ep_bytes_bwd)
                 if i == last_b and w.overlap_grad_reduce and dp_phase[s] is not None:
                     # gradients leave in buckets as backward produces them
                     # Megatron-Core DDP buckets: max(40M, 1M x dp) parameters
                     bucket = max(w.grad_bucket_params, 1e6 * w.dp * w.cp)
                     n_b = max(1, math.ceil(st.params / bucket))
-                    piece = (dur_c + st.tp_bwd + st.ep_bwd + st.cp_bwd) / n_b
+                    piece = (dur_c + st.tp_bwd + st.cp_bwd) / n_b
                     for _ in range(n_b):
                         yield env.timeout(piece)
                         dp_done.append(env.process(dp_sync(s, grad_bytes / n_b)))
                 else:
-                    yield env.timeout(dur_c + st.tp_bwd + st.ep_bwd + st.cp_bwd)
-                account(s, dur_c, st.tp_bwd, st.ep_bwd, st.cp_bwd)
+                    yield env.timeout(dur_c + st.tp_bwd + st.cp_bwd)
+                account(s, dur_c, st.tp_bwd, 0.0, st.cp_bwd)
                 hand_off(s, None if vs == 0 else pp_bwd[s - 1] if s > 0 else pp_wrap_b,
                          ("B", vs, mb))
             if gather is not None:

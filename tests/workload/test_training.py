@@ -11,7 +11,7 @@ import yaml
 from sim.catalog import load_catalog
 from sim.cli import main
 from sim.errors import InfeasibleError
-from sim.fabric import rail_optimized
+from sim.fabric import leaf_spine, rail_optimized
 from sim.workload import TrainingWorkload, layer_costs, memory_per_gpu, simulate_training
 from sim.workload.training import _schedule, model_flops_per_step
 
@@ -245,3 +245,51 @@ def test_param_gather_overlaps_only_the_first_forward(fab64, shape):
     assert saved == pytest.approx(min(ag, first_fwd), rel=0.03)
     assert (ag > 1.5 * first_fwd) if shape["seq_len"] == 512 else (first_fwd > 1.5 * ag)
     assert on.step_time_s < off.step_time_s
+
+
+def _moe(fab, **kw):
+    base = dict(name="moe", model=CAT.models["mixtral-8x7b"], global_batch=32,
+                micro_batch=1, seq_len=1024, tp=2, pp=1, dp=32, ep=4, zero=1,
+                recompute="none")
+    base.update(kw)
+    return TrainingWorkload(**base)
+
+
+def test_ep_all_to_all_inside_a_node_at_nvlink_rate(fab64):
+    """EP 4 x TP 2 fills one DGX: each GPU's all-to-all bytes leave over its NVLinks
+    (scale-up bandwidth x NCCL's NVLink efficiency); one exchange after every forward
+    and one before every backward (data-parallel traffic moved after the step so that
+    nothing shares the links)."""
+    w = _moe(fab64, overlap_param_gather=False, overlap_grad_reduce=False)
+    r = simulate_training(fab64, w)
+    m = w.model
+    sent = sum(layer_costs(m, micro_batch=1, seq_len=1024, tp=2, ep=4,
+                           sequence_parallel=True, layer=i).ep_bytes_fwd
+               for i in range(m.layers))
+    acc = CAT.accelerators["H100-SXM"]
+    inj = acc.scale_up_bandwidth_Bps * CAT.links[acc.scale_up_link].protocol_efficiency
+    proto = CAT.protocols["Simple"]
+    lat = proto.base_latency_s + proto.hop_latency_net_s
+    mbs = w.micro_batches
+    assert r.breakdown["ep_exposed"] == pytest.approx(2 * mbs * (sent / inj + lat), rel=0.02)
+
+
+
+def test_ep_all_to_all_across_nodes_loads_the_nics(fab64):
+    """EP 8 x TP 2 spans two servers: 4 of each rank's 7 peers are across the NICs, so
+    the exchange takes longer than inside a node, and on a 2:1 leaf-spine fabric whose
+    EP groups straddle two leaves' units it takes longer still."""
+    kw = dict(ep=8, overlap_param_gather=False, overlap_grad_reduce=False)
+    inside = simulate_training(fab64, _moe(fab64, overlap_param_gather=False,
+                                           overlap_grad_reduce=False))
+    across = simulate_training(fab64, _moe(fab64, **kw))
+    assert across.breakdown["ep_exposed"] > 1.5 * inside.breakdown["ep_exposed"]
+    nic = across.links[across.links["tech"] == "ib-ndr"]
+    assert len(nic) > 0 and nic["utilization"].max() > 0.5
+    # one server per ToR leaf: every EP group crosses the spine tier, 2:1 or 1:1
+    thin, full = (leaf_spine(node="DGX-H100", servers=8, leaf="QM9700", spine="QM9700",
+                             link="ib-ndr", servers_per_leaf=1, oversubscription=o)
+                  for o in (2, 1))
+    t_thin = simulate_training(thin, _moe(thin, **kw)).breakdown["ep_exposed"]
+    t_full = simulate_training(full, _moe(full, **kw)).breakdown["ep_exposed"]
+    assert t_thin > 1.3 * t_full
