@@ -115,7 +115,8 @@ def _metrics(job: MixJob, res) -> dict:
     if job.kind == "training":
         t = sum(r.step_time_s for r in res) / len(res)
         return {"step_time_s": t, "tokens_per_s": res[0].tokens_per_s * res[0].step_time_s / t,
-                "dp_exposed_s": sum(r.breakdown["dp_exposed"] for r in res) / len(res)}
+                "dp_exposed_s": sum(r.breakdown["dp_exposed"] for r in res) / len(res),
+                "ep_exposed_s": sum(r.breakdown["ep_exposed"] for r in res) / len(res)}
     m = res.summary
     out = {k: m[k] for k in ("ttft_p50_s", "ttft_p99_s", "tpot_p99_s",
                              "throughput_tokens_per_s") if k in m}

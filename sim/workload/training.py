@@ -645,18 +645,18 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         steps = 1 if w.zero >= 1 else 2  # reduce-scatter, or all-reduce = RS + AG
         for _ in range(steps):
             yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(k), "dp",
-                                        group=("dp", id(net), s)))
+                                        group=("dp", id(net), id(ph))))
 
     def dp_sync_ag(s: int, nbytes: float):
         ph = dp_phase[s]
         yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(w.dp * w.cp),
-                                    "dp-ag", group=("dp", id(net), s)))
+                                    "dp-ag", group=("dp", id(net), id(ph))))
 
     def ep_exchange(s: int, nbytes: float):
         ph = ep_phase[s]
         t = env.now
         yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(2), "ep",
-                                    group=("ep", id(net), s)))
+                                    group=("ep", id(net), id(ph))))
         busy[s]["ep"] += env.now - t
 
     def account(s: int, compute: float, tp: float, ep: float, cp: float) -> None:
