@@ -51,3 +51,34 @@ def test_overlapping_gpus_are_rejected(tmp_path):
     p = _files(tmp_path, first_service=8)
     with pytest.raises(InfeasibleError, match="overlap"):
         load_mix(p)
+
+
+def test_moe_jobs_sharing_an_oversubscribed_unit_slow_each_other(tmp_path):
+    """workloads/mix-interference.yaml: two Mixtral jobs fill one 2:1 scalable unit; their
+    expert-parallel all-to-alls cross rails, hence the leaves' uplinks, which one job
+    alone does not saturate and two do (demand 1.5x the uplinks: EP time x 1.5). On the
+    non-blocking SuperPOD the same placement does not interact at all (this also guards
+    against two jobs' transfers being merged as one group). The service in other units
+    shares no link below the spine with them and is unchanged."""
+    src = ROOT / "workloads" / "mix-interference.yaml"
+    d = yaml.safe_load(src.read_text())
+    for k in ("training", "service"):
+        for j in d["jobs"]:
+            if k in j:
+                j[k] = str(ROOT / "workloads" / j[k])
+    d["topology"] = str(ROOT / "topologies" / "dgx-h100-superpod-ib.yaml")
+    (tmp_path / "nb.yaml").write_text(yaml.safe_dump(d))
+    for path, nonblocking in ((src, False), (tmp_path / "nb.yaml", True)):
+        df = run_mix(path).set_index(["job", "metric"])
+        jobs = df.index.get_level_values(0).unique()
+        trains = [j for j in jobs if j.startswith("training")]
+        serve = [j for j in jobs if j.startswith("serving")][0]
+        for j in trains:
+            ep = df.loc[(j, "ep_exposed_s")]
+            if nonblocking:
+                assert df.loc[(j, "step_time_s"), "change_pct"] == pytest.approx(0, abs=1e-6)
+            else:
+                assert df.loc[(j, "step_time_s"), "change_pct"] > 10
+                assert ep["in_mix"] / ep["alone"] == pytest.approx(1.5, rel=0.02)
+            assert df.loc[(j, "dp_exposed_s"), "change_pct"] == pytest.approx(0, abs=1e-6)
+        assert (df.loc[serve, "change_pct"].abs() < 1e-6).all()
