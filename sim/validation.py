@@ -312,6 +312,8 @@ def trtllm_cases(extra: bool = True) -> pd.DataFrame:
 # distribution are not published, so the prompt mean is the one free quantity here.
 MLPERF_SAMPLES = 24576
 MLPERF_TTFT_P99_S, MLPERF_TPOT_P99_S = 2.0, 0.200
+_MLPERF_V41_ATTENTION = "grouped"  # TensorRT-LLM 0.12-era engines: XQA
+_MLPERF_LENGTH_SIGMA = 0.8  # lognormal spread of prompt and output lengths (assumed)
 
 
 def _mlperf_service(prompt_mean: float, out_mean: float, batch: int, **kw):
@@ -320,11 +322,10 @@ def _mlperf_service(prompt_mean: float, out_mean: float, batch: int, **kw):
     return _service("MLPerf llama2-70b", "llama2-70b", 2, 4, "fp8", kv_bytes=1,
                     max_batch=batch, kv_fraction=0.90, token_budget=16384,
                     decode_attention=_MLPERF_V41_ATTENTION,
-                    prompt=Lengths("lognormal", prompt_mean, 0.8, 1, 1023),
-                    output=Lengths("lognormal", out_mean, 0.8, 1, 1024), **kw)
+                    prompt=Lengths("lognormal", prompt_mean, _MLPERF_LENGTH_SIGMA, 1, 1023),
+                    output=Lengths("lognormal", out_mean, _MLPERF_LENGTH_SIGMA, 1, 1024),
+                    **kw)
 
-
-_MLPERF_V41_ATTENTION = "grouped"
 
 
 def mlperf_offline(prompt_mean: float, out_mean: float = 290.3) -> float:
