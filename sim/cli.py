@@ -198,12 +198,15 @@ def _train(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .fabric import load_topology
     from .units import parse
-    from .workload.inference import load_service, simulate_service
+    from .workload.inference import load_service, plot_service, simulate_service
 
     f = load_topology(args.topology, args.set)
     s = load_service(args.service, args.wset, catalog=f.catalog)
     dur = parse(args.duration, "time", field="--duration")
     r = simulate_service(f, s, dur, warmup_s=min(dur * 0.1, 60.0))
+    if args.plot:
+        plot_service(r, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(r.summary, indent=1, default=float))
         return 0
@@ -215,8 +218,9 @@ def _serve(args: argparse.Namespace) -> int:
     for k in ("ttft", "tpot", "e2e"):
         print(f"{k.upper():<10} " + " ".join(f"{m[f'{k}_{q}_s'] * 1e3:>8.1f}ms"
                                              for q in ("p50", "p90", "p99", "mean")))
+    w0, w1 = m["throughput_window_s"]
     print(f"throughput {m['throughput_tokens_per_s']:,.0f} output tokens/s, "
-          f"{m['requests_per_s']:.2f} requests/s")
+          f"{m['requests_per_s']:.2f} requests/s (from {w0:.0f} s to {w1:.0f} s)")
     if "slo_attainment" in m:
         print(f"SLO attainment {m['slo_attainment'] * 100:.1f}%")
     print(f"busy {m['busy_fraction'] * 100:.1f}% of the time, HBM bandwidth "
@@ -387,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--set", action="append", metavar="PATH=VALUE")
     sv.add_argument("--wset", action="append", metavar="PATH=VALUE",
                     help="override a service field, e.g. replicas=8")
+    sv.add_argument("--plot", metavar="PNG",
+                    help="draw the latency CDFs and throughput over time")
     sv.set_defaults(func=_serve)
     mx = sub.add_parser("run", help="run a mix of training jobs and services on one fabric")
     mx.add_argument("mix", help="mix YAML (topology, duration, jobs)")

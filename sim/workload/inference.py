@@ -46,7 +46,7 @@ from ..spec import Node, apply_overrides, load_yaml
 from .models import ModelSpec, embedding_params, layer_costs, params_per_layer, read_model
 
 __all__ = ["ServiceSpec", "load_service", "simulate_service", "ServiceResult",
-           "kv_bytes_per_token", "IterationModel"]
+           "kv_bytes_per_token", "IterationModel", "plot_service"]
 
 
 @dataclass
@@ -638,6 +638,63 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
     return finalize()
 
 
+def _tokens_per_interval(first: np.ndarray, finish: np.ndarray, olen: np.ndarray,
+                         bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output tokens and finished requests per interval of ``bins``: each request's first
+    token at its first-token time, the others spread evenly until it finishes (its mean
+    TPOT), integrated exactly over the intervals."""
+    ok = ~(np.isnan(first) | np.isnan(finish))
+    a, b, n = first[ok], finish[ok], olen[ok].astype(float)
+    rate = np.where(n > 1, (n - 1) / np.maximum(b - a, 1e-12), 0.0)
+    t = np.concatenate([a, b])
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    r = np.cumsum(np.concatenate([rate, -rate])[order])  # total rate after each event
+    integral = np.concatenate([[0.0], np.cumsum(r[:-1] * np.diff(t))]) if len(t) else \
+        np.zeros(1)
+    cum = np.interp(bins, t, integral) if len(t) else np.zeros(len(bins))
+    tokens = np.diff(cum) + np.histogram(a, bins)[0]
+    return tokens, np.histogram(b, bins)[0]
+
+
+def plot_service(result: ServiceResult, path: str | Path) -> None:
+    """Latency CDFs (TTFT, TPOT, end to end) and throughput over time, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    req, iv = result.requests, result.intervals
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for col, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end to end")):
+        v = np.sort(req[col].dropna().to_numpy() * 1e3)
+        if len(v):
+            ax1.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
+    ax1.set_xscale("log")
+    ax1.set_xlabel("latency (ms)")
+    ax1.set_ylabel("fraction of requests")
+    ax1.grid(True, which="both", alpha=0.3)
+    ax1.legend()
+    ax1.set_title("latency CDF")
+    ax2.plot(iv["t_s"], iv["output_tokens_per_s"], label="output tokens/s")
+    ax2.set_xlabel("time (s)")
+    ax2.set_ylabel("output tokens/s")
+    ax3 = ax2.twinx()
+    ax3.plot(iv["t_s"], iv["busy_fraction"] * 100, color="tab:gray", alpha=0.6,
+             label="busy %")
+    ax3.plot(iv["t_s"], iv["kv_peak_fraction"] * 100, color="tab:green", alpha=0.6,
+             label="KV cache peak %")
+    ax3.set_ylabel("%")
+    ax3.set_ylim(0, 105)
+    lines = ax2.get_lines() + ax3.get_lines()
+    ax2.legend(lines, [ln.get_label() for ln in lines], loc="lower right")
+    ax2.set_title("throughput over time")
+    fig.suptitle(result.summary.get("service", ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _service_result(s, env, t0, arr, first, finish, plen, olen, where, preempt, busy_log,
                     interval_s, groups, models, warmup_s, n, n_pre, kv_time, pre_of
                     ) -> ServiceResult:
@@ -665,14 +722,28 @@ def _service_result(s, env, t0, arr, first, finish, plen, olen, where, preempt, 
         kv[i] = max(kv[i], kvt)
     per = interval_s * len(groups)
     acc = models[0].acc
+    tok, done = _tokens_per_interval(first - t0, finish - t0, olen, bins)
     intervals = pd.DataFrame({"t_s": bins[:-1], "busy_fraction": busy / per,
                               "hbm_utilization": hbm / (acc.hbm_bandwidth_Bps * per),
-                              "kv_peak_fraction": kv / models[0].kv_capacity_tokens})
+                              "kv_peak_fraction": kv / models[0].kv_capacity_tokens,
+                              "output_tokens_per_s": tok / interval_s,
+                              "requests_finished": done})
     steady = req[req["arrival_s"] >= warmup_s]
     gen = float(req["output_tokens"].sum())
+    # throughput: while requests arrive, after the warm-up (the drain after the last
+    # arrival would dilute it); a batch that arrives at once is measured start to end
+    w0, w1 = warmup_s, float(np.max(arr)) if len(arr) else 0.0
+    if w1 - w0 >= 2 * interval_s:
+        win_tok, win_done = _tokens_per_interval(first - t0, finish - t0, olen,
+                                                 np.array([w0, w1]))
+        thr, rps = float(win_tok[0]) / (w1 - w0), float(win_done[0]) / (w1 - w0)
+    else:
+        w0, w1 = 0.0, float(span)
+        thr, rps = gen / span, n / span
     summ = {"service": s.name, "requests": int(n), "duration_s": float(span),
             "replicas": s.replicas, "tp": s.tp,
-            "throughput_tokens_per_s": gen / span, "requests_per_s": n / span,
+            "throughput_tokens_per_s": thr, "requests_per_s": rps,
+            "throughput_window_s": [w0, w1],
             "kv_capacity_tokens": models[0].kv_capacity_tokens,
             "preemptions": int(preempt.sum())}
     for col, key in (("ttft_s", "ttft"), ("tpot_s", "tpot"), ("e2e_s", "e2e")):

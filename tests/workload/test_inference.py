@@ -126,8 +126,22 @@ def test_latency_order_and_throughput(dgx):
     m = r.summary
     assert m["ttft_p50_s"] <= m["ttft_p90_s"] <= m["ttft_p99_s"]
     assert m["tpot_p50_s"] <= m["tpot_p99_s"]
+    # throughput is measured while requests arrive (after the warm-up): count every
+    # token at its time (first token, then evenly spaced to the finish) inside the window
+    w0, w1 = m["throughput_window_s"]
+    req = r.requests
+    times = np.concatenate([
+        f + np.arange(n) * ((e - f) / (n - 1) if n > 1 else 0.0)
+        for f, e, n in zip(req["first_token_s"], req["finish_s"], req["output_tokens"],
+                           strict=True)])
+    inside = ((times >= w0) & (times < w1)).sum()
+    assert m["throughput_tokens_per_s"] == pytest.approx(inside / (w1 - w0), rel=2e-3)
+    # under light load it is the offered load: arrival rate x mean output tokens
     assert m["throughput_tokens_per_s"] == pytest.approx(
-        r.requests["output_tokens"].sum() / m["duration_s"])
+        20.0 * req["output_tokens"].mean(), rel=0.1)
+    # the per-interval series integrates to every token generated
+    assert (r.intervals["output_tokens_per_s"].sum() * 1.0 ==
+            pytest.approx(req["output_tokens"].sum()))
     assert 0 < m["busy_fraction"] <= 1 and 0 < m["hbm_utilization"] <= 1
 
 
@@ -224,3 +238,13 @@ def test_disaggregated_serving_sends_kv_over_the_fabric():
     assert m["kv_transfer_mean_s"] < 0.1
     # decode starts after the KV arrives: TTFT (prefill) < time to second token
     assert (req["ttft_s"] <= req["e2e_s"]).all()
+
+
+def test_serve_plot_writes_latency_cdf_and_throughput(tmp_path, capsys):
+    out = tmp_path / "serve.png"
+    assert main(["serve", "--topology", str(ROOT / "topologies" / "dgx-h100-superpod-ib.yaml"),
+                 "--service", str(ROOT / "workloads" / "llama2-70b-serve.yaml"),
+                 "--duration", "5s", "--plot", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    assert "throughput" in capsys.readouterr().out
