@@ -659,13 +659,11 @@ def _tokens_per_interval(first: np.ndarray, finish: np.ndarray, olen: np.ndarray
 
 def plot_service(result: ServiceResult, path: str | Path) -> None:
     """Latency CDFs (TTFT, TPOT, end to end) and throughput over time, one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     req, iv = result.requests, result.intervals
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
     for col, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end to end")):
         v = np.sort(req[col].dropna().to_numpy() * 1e3)
         if len(v):
@@ -692,7 +690,6 @@ def plot_service(result: ServiceResult, path: str | Path) -> None:
     fig.suptitle(result.summary.get("service", ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _service_result(s, env, t0, arr, first, finish, plen, olen, where, preempt, busy_log,
