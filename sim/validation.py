@@ -290,8 +290,12 @@ def trtllm_cases(extra: bool = True) -> pd.DataFrame:
                                     "inference.tsv (notes)"))
     if extra:
         path = _extra_dir() / "trtllm_perf.tsv"
-        with open(path, newline="") as fh:
-            lines = [ln for ln in fh if not ln.startswith("#")]
+        try:
+            with open(path, newline="") as fh:
+                lines = [ln for ln in fh if not ln.startswith("#")]
+        except FileNotFoundError:
+            raise ConfigError("published TensorRT-LLM rows not found (run from a checkout "
+                              "of the repository)", file=str(path)) from None
         for r in csv.DictReader(lines, delimiter="\t"):
             cid = (f"TRTLLM-{r['release']}-{r['gpu']}-{r['model']}-b{r['batch']}-"
                    f"{r['input']}/{r['output']}")
