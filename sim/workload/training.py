@@ -659,11 +659,10 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                                     group=("ep", id(net), id(ph))))
         busy[s]["ep"] += env.now - t
 
-    def account(s: int, compute: float, tp: float, ep: float, cp: float) -> None:
+    def account(s: int, compute: float, tp: float, cp: float) -> None:
         b = busy[s]
         b["compute"] += compute
         b["tp"] += tp
-        b["ep"] += ep
         b["cp"] += cp
 
     def hand_off(s: int, phase: CompiledPhase | None, key) -> None:
@@ -707,7 +706,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 busy[s]["wait"] += env.now - t0
                 dur_c = st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)
                 yield env.timeout(dur_c + st.tp_fwd + st.cp_fwd)
-                account(s, dur_c, st.tp_fwd, 0.0, st.cp_fwd)
+                account(s, dur_c, st.tp_fwd, st.cp_fwd)
                 if ep_phase[s] is not None:
                     yield from ep_exchange(s, st.ep_bytes_fwd)
                 last = vs == V * P - 1
@@ -731,7 +730,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                         dp_done.append(env.process(dp_sync(s, grad_bytes / n_b)))
                 else:
                     yield env.timeout(dur_c + st.tp_bwd + st.cp_bwd)
-                account(s, dur_c, st.tp_bwd, 0.0, st.cp_bwd)
+                account(s, dur_c, st.tp_bwd, st.cp_bwd)
                 hand_off(s, None if vs == 0 else pp_bwd[s - 1] if s > 0 else pp_wrap_b,
                          ("B", vs, mb))
             if gather is not None:
