@@ -114,9 +114,11 @@ def _run(fabric, duration: float, jobs: list[MixJob]) -> dict:
 def _metrics(job: MixJob, res) -> dict:
     if job.kind == "training":
         t = sum(r.step_time_s for r in res) / len(res)
-        return {"step_time_s": t, "tokens_per_s": res[0].tokens_per_s * res[0].step_time_s / t,
-                "dp_exposed_s": sum(r.breakdown["dp_exposed"] for r in res) / len(res),
-                "ep_exposed_s": sum(r.breakdown["ep_exposed"] for r in res) / len(res)}
+        out = {"step_time_s": t, "tokens_per_s": res[0].tokens_per_s * res[0].step_time_s / t,
+               "dp_exposed_s": sum(r.breakdown["dp_exposed"] for r in res) / len(res)}
+        if job.spec.ep > 1:
+            out["ep_exposed_s"] = sum(r.breakdown["ep_exposed"] for r in res) / len(res)
+        return out
     m = res.summary
     out = {k: m[k] for k in ("ttft_p50_s", "ttft_p99_s", "tpot_p99_s",
                              "throughput_tokens_per_s") if k in m}
