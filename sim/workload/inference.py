@@ -4,7 +4,9 @@ A service is ``replicas`` copies of a model, each on ``tp`` GPUs of one scale-up
 Each replica runs iterations (vLLM / TensorRT-LLM in-flight batching): every running
 request that has its prompt processed decodes one token, and waiting prompts are prefilled
 in chunks within a per-iteration token budget, as long as the KV cache has room. A full
-cache preempts the newest request (its KV is dropped and recomputed later).
+cache preempts the newest request: its KV is dropped and its prompt plus the tokens it
+has generated are prefilled again when it resumes, or (``preemption: swap``) its KV is
+copied to host memory over the GPU's PCIe link and back, blocking those iterations.
 
 Iteration time is a roofline per GPU (:mod:`sim.compute`): linear layers cost
 2 x active parameters x tokens FLOPs at the measured matmul rate, but cannot run faster
@@ -90,6 +92,10 @@ class ServiceSpec:
     # TensorRT-LLM XQA); "per_query_head" reads it once per query head sharing it
     # (one thread block per query head: TensorRT-LLM's MMHA before XQA)
     decode_attention: str = "grouped"
+    # a full KV cache preempts the newest request: "recompute" drops its KV and later
+    # prefills prompt + generated tokens again (vLLM's default); "swap" copies its KV to
+    # host memory over the GPU's PCIe link and back when it resumes
+    preemption: str = "recompute"
     static_batch: int | None = None
     prefill_replicas: int | None = None  # disaggregated: this many prefill-only replicas
     arrival: str = "poisson"  # poisson | gamma | trace | all-at-once
@@ -165,6 +171,7 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
         static_batch=b.integer("static_batch", None, minimum=1),
         decode_attention=b.string("decode_attention", "grouped",
                                   choices=("grouped", "per_query_head")),
+        preemption=b.string("preemption", "recompute", choices=("recompute", "swap")),
         prefill_replicas=doc.sub("disaggregation", {}).integer("prefill_replicas", None,
                                                                minimum=1),
         arrival=a.string("process", "poisson", choices=("poisson", "gamma", "trace",
@@ -237,6 +244,10 @@ class IterationModel:
         self.tp = s.tp
         self.hidden = m.hidden
         self.kernel = cm.kernel_overhead_s * 10 * m.layers  # ~10 kernels per layer
+        # host link of the GPU (swap preemption): each GPU moves its KV shard over its own
+        nm = f.catalog.nodes.get(f.domain_models[f.domain_of[gpus[0]]])
+        hl = f.catalog.links.get(nm.host_link) if nm is not None and nm.host_link else None
+        self.host_Bps = hl.bandwidth_Bps * hl.protocol_efficiency if hl else 0.0
         # elementwise HBM traffic per token over all layers (norms, residual adds, the
         # activation function, rotary): the same accounting as training, without dropout
         self.elem_token = sum(layer_costs(m, micro_batch=1, seq_len=1, tp=s.tp, layer=i,
@@ -254,6 +265,16 @@ class IterationModel:
                 f"{s.file or s.name}: parallelism.tp: {m.name} weights need "
                 f"{self.weight_bytes * s.tp / 2**30:.1f} GiB over tp={s.tp}, more than "
                 f"{acc.hbm_capacity_B * s.tp / 2**30:.1f} GiB of HBM leaves room for a KV cache")
+
+    def swap_time(self, tokens: int) -> float:
+        """Seconds to copy ``tokens`` of KV between HBM and host memory (one direction;
+        each GPU its shard over its own host link)."""
+        if tokens <= 0:
+            return 0.0
+        if self.host_Bps <= 0:
+            raise InfeasibleError(f"batching.preemption: swap needs a host link, and "
+                                  f"{self.acc.id}'s node lists none")
+        return tokens * self.kv_token / self.tp / self.host_Bps
 
     def _tp_time(self, tokens: int) -> float:
         """Two all-reduces per layer of the iteration's activations (bf16)."""
@@ -403,6 +424,14 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
     n_pre = s.prefill_replicas or 0
     kv_held = np.zeros(len(groups), np.int64)  # KV tokens held per replica
     prefilled = np.zeros(n, bool)  # arrived at a decode replica with its KV
+    # preemption state per request: prefill target (prompt, plus the tokens generated
+    # before a recompute preemption), tokens generated before it, and swapped-out KV
+    tgt = plen.copy()
+    counters = {"prefill_tokens": 0, "swapped_tokens": 0, "kv_tokens_left": 0}
+    base = np.zeros(n, np.int64)
+    sw_tok = np.zeros(n, np.int64)  # KV tokens in host memory (0: not swapped)
+    sw_pre = np.zeros(n, np.int64)
+    sw_made = np.zeros(n, np.int64)
     kv_time = np.full(n, np.nan)  # seconds the KV transfer took
     pre_of = np.full(n, -1, np.int64)
     phases: dict = {}
@@ -475,6 +504,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
         while True:
             if not n_run and not queues[r]:
                 if env.now - t0 >= duration_s and not np.isnan(finish).any():
+                    counters["kv_tokens_left"] += kv_used  # 0 unless the accounting leaks
                     all_done()
                     return
                 wake[r] = env.event()
@@ -485,6 +515,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 batch = queues[r][:s.static_batch]
                 del queues[r][:len(batch)]
                 pt = int(plen[batch].sum())
+                counters["prefill_tokens"] += pt
                 attn = float((plen[batch] * plen[batch] / 2).sum())
                 t, info = model.time(pt, attn, 0, 0.0)
                 yield env.timeout(t)
@@ -512,16 +543,26 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
             ids = st_ids[:n_run]
             pre = st_pre[:n_run]
             mk = st_made[:n_run]
-            dec_mask = pre >= plen[ids]
+            dec_mask = pre >= tgt[ids]
             dec_idx = np.flatnonzero(dec_mask)[:s.max_batch]
             if prefill_only:
                 dec_idx = dec_idx[:0]
             # grow the cache by one token per decode; preempt the newest if full
+            swap_tokens = 0
             while kv_used + len(dec_idx) > model.kv_capacity_tokens and n_run:
                 n_run -= 1
                 victim = int(st_ids[n_run])
-                kv_used -= int(st_pre[n_run]) + int(st_made[n_run])
+                v_pre, v_made = int(st_pre[n_run]), int(st_made[n_run])
+                held = int(tgt[victim]) + max(v_made - int(base[victim]) - 1, 0)
+                kv_used -= held
                 preempt[victim] += 1
+                if s.preemption == "swap":
+                    sw_tok[victim], sw_pre[victim], sw_made[victim] = held, v_pre, v_made
+                    swap_tokens += held
+                else:  # recompute: prefill prompt + generated tokens again
+                    tgt[victim] = plen[victim] + v_made
+                    base[victim] = v_made
+                    prefilled[victim] = False
                 queues[r].insert(0, victim)
                 dec_idx = dec_idx[dec_idx < n_run]
                 ids, pre, mk = st_ids[:n_run], st_pre[:n_run], st_made[:n_run]
@@ -529,7 +570,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
             chunk_pos: list[int] = []  # slot of each prefill chunk
             chunk_len: list[int] = []
             if n_run:
-                todo = plen[ids] - pre
+                todo = tgt[ids] - pre
                 for j in np.flatnonzero(todo > 0):  # continue prompts already started
                     if budget <= 0:
                         break
@@ -541,23 +582,32 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                     budget -= c
             while queues[r] and budget > 0 and n_run < s.max_batch:
                 i = queues[r][0]
-                if kv_used + kv_held[r] + plen[i] + 1 > model.kv_capacity_tokens:
-                    break  # admission: the prompt must fit in the cache
+                need = int(sw_tok[i]) if sw_tok[i] else int(tgt[i])
+                if kv_used + kv_held[r] + need + 1 > model.kv_capacity_tokens:
+                    break  # admission: the prompt (or the swapped KV) must fit
                 if n_run == len(st_ids):  # grow the slot arrays
                     st_ids, st_pre, st_made = (np.concatenate([x, np.zeros_like(x)])
                                                for x in (st_ids, st_pre, st_made))
+                if sw_tok[i]:  # swapped out: copy its KV back and carry on
+                    queues[r].pop(0)
+                    st_ids[n_run], st_pre[n_run], st_made[n_run] = i, sw_pre[i], sw_made[i]
+                    kv_used += need
+                    swap_tokens += need
+                    sw_tok[i] = 0
+                    n_run += 1
+                    continue
                 if decode_only and prefilled[i]:  # arrives with its KV: decode at once
                     queues[r].pop(0)
                     st_ids[n_run], st_pre[n_run], st_made[n_run] = i, plen[i], 1
-                    kv_used += int(plen[i]) + 1
+                    kv_used += int(plen[i])  # each later decode adds its token
                     n_run += 1
                     continue
-                c = min(int(plen[i]), budget) if s.chunked_prefill else int(plen[i])
+                c = min(int(tgt[i]), budget) if s.chunked_prefill else int(tgt[i])
                 if c > budget:
                     break
                 queues[r].pop(0)
-                st_ids[n_run], st_pre[n_run], st_made[n_run] = i, 0, 0
-                kv_used += int(plen[i])  # reserve the prompt's KV
+                st_ids[n_run], st_pre[n_run], st_made[n_run] = i, 0, base[i]
+                kv_used += int(tgt[i])  # reserve the prompt's KV
                 chunk_pos.append(n_run)
                 chunk_len.append(c)
                 n_run += 1
@@ -569,6 +619,9 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
             pre_attn = float((cl * (pre[cp] + cl / 2)).sum()) if len(cp) else 0.0
             dctx = float((plen[ids[dec_idx]] + mk[dec_idx]).sum())
             t, info = model.time(pre_tokens, pre_attn, len(dec_idx), dctx)
+            t += model.swap_time(swap_tokens)  # swaps block the iteration (vLLM)
+            counters["prefill_tokens"] += pre_tokens
+            counters["swapped_tokens"] += swap_tokens
             if t <= 0:
                 wake[r] = env.event()
                 yield wake[r]
@@ -579,9 +632,11 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
             kv_used += len(dec_idx)
             mk[dec_idx] += 1
             if len(cp):
+                before = pre[cp].copy()
                 pre[cp] += cl
-                done_now = cp[(pre[cp] >= plen[ids[cp]]) & (mk[cp] == 0)]
-                mk[done_now] = 1  # the prefill's last chunk yields the first token
+                t_cp = tgt[ids[cp]]
+                done_now = cp[(before < t_cp) & (pre[cp] >= t_cp)]
+                mk[done_now] += 1  # a prefill's last chunk yields the next token
                 fresh = ids[done_now]
                 fresh = fresh[np.isnan(first[fresh])]
                 first[fresh] = now
@@ -591,14 +646,14 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                     i = int(ids[j])
                     if mk[j] >= olen[i]:  # a one-token answer is done here
                         finish[i] = now
-                        kv_used -= int(plen[i])
+                        kv_used -= int(tgt[i])
                         outstanding[r] -= 1
                         continue
                     d = n_pre + int(np.argmin(outstanding[n_pre:]))
                     outstanding[r] -= 1
                     outstanding[d] += 1
                     pre_of[i], where[i] = r, d
-                    kv_used -= int(plen[i])
+                    kv_used -= int(tgt[i])
                     kv_held[r] += int(plen[i])  # held until the transfer completes
                     env.process(kv_send(i, r, d))
                 if len(fin):
@@ -612,7 +667,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
             if len(fin):
                 fid = ids[fin]
                 finish[fid] = now
-                kv_used -= int((plen[fid] + mk[fin] - 1).sum())
+                kv_used -= int((tgt[fid] + np.maximum(mk[fin] - base[fid] - 1, 0)).sum())
                 outstanding[r] -= len(fin)
                 keep = np.ones(n_run, bool)
                 keep[fin] = False
@@ -625,9 +680,11 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
     procs = [env.process(replica(r)) for r in range(len(groups))]
 
     def finalize() -> ServiceResult:
-        return _service_result(s, env, t0, arr, first, finish, plen, olen, where, preempt,
-                               busy_log, interval_s, groups, models, warmup_s, n, n_pre,
-                               kv_time, pre_of)
+        res = _service_result(s, env, t0, arr, first, finish, plen, olen, where, preempt,
+                              busy_log, interval_s, groups, models, warmup_s, n, n_pre,
+                              kv_time, pre_of)
+        res.summary.update(counters)
+        return res
 
     if defer:
         return procs, finalize

@@ -152,10 +152,35 @@ def test_overload_raises_latency_and_queues(dgx):
     assert heavy["tpot_p50_s"] > light["tpot_p50_s"]
 
 
-def test_small_kv_cache_preempts(dgx):
-    r = simulate_service(dgx, _service(kv_fraction=0.01, rate=40.0), 30.0)
-    assert r.summary["preemptions"] > 0
-    assert r.requests["finish_s"].notna().all()  # preempted requests still complete
+@pytest.mark.parametrize("mode", ["recompute", "swap"])
+def test_small_kv_cache_preempts(dgx, mode):
+    """A cache of 1% of the free HBM forces preemptions. Recompute prefills the victims'
+    prompts and generated tokens again; swap prefills every prompt once and moves each
+    victim's KV out and back in. Either way every request completes and the cache's
+    accounting returns to zero."""
+    r = simulate_service(dgx, _service(kv_fraction=0.01, rate=40.0, preemption=mode), 30.0)
+    m, req = r.summary, r.requests
+    assert m["preemptions"] > 0
+    assert req["finish_s"].notna().all()  # preempted requests still complete
+    assert m["kv_tokens_left"] == 0
+    prompts = int(req["prompt_tokens"].sum())
+    if mode == "recompute":
+        assert m["prefill_tokens"] > prompts and m["swapped_tokens"] == 0
+    else:
+        assert m["prefill_tokens"] == prompts
+        assert m["swapped_tokens"] > 0 and m["swapped_tokens"] % 2 == 0  # out, then in
+
+
+def test_swap_time_over_the_host_link(dgx):
+    """Each GPU copies its KV shard over its own PCIe 5.0 x16 link (DGX H100)."""
+    s = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1,
+                    preemption="swap")
+    it = IterationModel(s, dgx, dgx.accelerators[:2])
+    pcie = CAT.links["pcie5"]
+    want = 1000 * kv_bytes_per_token(L70, 1) / 2 / (pcie.bandwidth_Bps *
+                                                     pcie.protocol_efficiency)
+    assert it.swap_time(1000) == pytest.approx(want, rel=1e-12)
+    assert it.swap_time(0) == 0.0
 
 
 def test_static_batch_closed_form(dgx):
@@ -196,6 +221,7 @@ def _svc_file(tmp_path, **edits):
     ({"slo.ttft": 2}, "slo.ttft", "bare number"),
     ({"model": "llama-9"}, "model", "unknown model"),
     ({"batching.decode_attention": "flash"}, "batching.decode_attention", "grouped"),
+    ({"batching.preemption": "evict"}, "batching.preemption", "recompute, swap"),
 ])
 def test_bad_services_one_line(tmp_path, capsys, edits, field, match):
     p = _svc_file(tmp_path, **edits)
