@@ -93,6 +93,9 @@ class Link:
     latency_s: float
     protocol_efficiency: float
     provenance: Provenance = field(compare=False)
+    # fraction of line rate reached when every GPU streams to many peers at once (NCCL
+    # all-to-all through an NVSwitch); None: as protocol_efficiency
+    p2p_efficiency: float | None = None
 
 
 @dataclass(frozen=True)
@@ -249,8 +252,13 @@ def _read_link(key: str, n: Node) -> Link:
         latency_s=n.quantity("latency", "time", allow_zero=True),
         protocol_efficiency=n.number("protocol_efficiency", low=0.0, high=1.0, low_open=True),
         provenance=_provenance(n, set(n.keys())),
+        p2p_efficiency=(n.number("p2p_efficiency", low=0.0, high=1.0, low_open=True)
+                        if "p2p_efficiency" in n else None),
     )
     n.done()
+    if link.p2p_efficiency is not None and link.p2p_efficiency > link.protocol_efficiency:
+        raise n.error("p2p_efficiency", f"p2p_efficiency {link.p2p_efficiency:g} exceeds "
+                      f"protocol_efficiency {link.protocol_efficiency:g}")
     return link
 
 

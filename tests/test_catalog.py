@@ -345,6 +345,8 @@ def _bad_cases():
          "links.L.kind", "'wifi'"),
         ("efficiency-above-1", {LINK_FILE: {"links": {"L": _link(protocol_efficiency=1.5)}}},
          LINK_FILE, "links.L.protocol_efficiency", "<= 1.0"),
+        ("p2p-above-protocol", {LINK_FILE: {"links": {"L": _link(p2p_efficiency=0.99)}}},
+         LINK_FILE, "links.L.p2p_efficiency", "exceeds protocol_efficiency 0.97"),
         ("idle-above-tdp", {ACC_FILE: {"accelerators": {"X": _h100(idle_power="800 W")}}},
          ACC_FILE, "accelerators.X.idle_power", "exceeds TDP"),
         ("unknown-scale-up-link",

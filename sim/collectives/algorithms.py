@@ -91,6 +91,9 @@ class PhaseSpec:
         (exchange steps, all-to-all) each step waits for its slowest pair.
     inter_frac : float, optional
         Share of a pipelined chunk's hops that cross domains (default: share of flows).
+    p2p : bool
+        Every rank streams to many peers at once (NCCL's grouped send/recv, as in
+        all-to-all): scale-up links run at their ``p2p_efficiency`` (links catalog).
     """
 
     name: str
@@ -103,16 +106,17 @@ class PhaseSpec:
     inter: bool = False
     pipelined: bool = True
     inter_frac: float | None = None
+    p2p: bool = False
 
 
 def _spec(name, pairs, steps, *, inter=False, direct=None, pipelined=True,
-          inter_frac=None) -> PhaseSpec:
+          inter_frac=None, p2p=False) -> PhaseSpec:
     """pairs: list of (src, dst, unit, hop), or a tuple of four arrays."""
     if isinstance(pairs, tuple):
         src, dst, unit, hop = pairs
         return PhaseSpec(name, np.asarray(src, np.int64), np.asarray(dst, np.int64),
                          np.asarray(unit, np.float64), np.asarray(hop, np.int64), steps,
-                         direct or [], inter, pipelined, inter_frac)
+                         direct or [], inter, pipelined, inter_frac, p2p)
     if pairs:
         a = np.array(pairs, dtype=np.float64)
         src, dst, unit, hop = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2], \
@@ -121,7 +125,7 @@ def _spec(name, pairs, steps, *, inter=False, direct=None, pipelined=True,
         src = dst = hop = np.zeros(0, np.int64)
         unit = np.zeros(0)
     return PhaseSpec(name, src, dst, unit, hop, steps, direct or [], inter, pipelined,
-                     inter_frac)
+                     inter_frac, p2p)
 
 
 # ------------------------------------------------------------------ structure helpers
@@ -432,7 +436,7 @@ def _direct(f, ranks, op, matrix=None):
                      if i != j and matrix[i, j] > 0]
         else:
             pairs = [(i, j, 1.0 / p, i * p + j) for i in range(p) for j in range(p) if i != j]
-        return [_spec("direct all-to-all", pairs, 1, inter=inter, pipelined=False)]
+        return [_spec("direct all-to-all", pairs, 1, inter=inter, pipelined=False, p2p=True)]
     if op == "send_recv":
         return [_spec("send/recv", [(i, (i + 1) % p, 1.0, i) for i in range(p)], 1,
                       inter=inter, pipelined=False)]

@@ -299,6 +299,8 @@ def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.
         rest = ~from_switch if ph.inter else np.ones(len(lk), bool)
         if rest.any():
             path_intra = max(path_intra, float(lat_d[rest].max()))
+    if ph.p2p:
+        eff = np.minimum(eff, _p2p_ratio(f))
     nz = np.nonzero(loads)[0]
     unit = loads[nz]
     unit_time = float((unit / (cap[nz] * eff[nz])).max()) if len(nz) else 0.0
@@ -374,6 +376,21 @@ def _capacity(f: Fabric) -> np.ndarray:
     if hit is None or hit[0] is not c:
         hit = (c, effective_capacity(f))
         f.__dict__["_cap"] = hit
+    return hit[1]
+
+
+def _p2p_ratio(f: Fabric) -> np.ndarray:
+    """Per link: p2p_efficiency / protocol_efficiency of its technology (1 where the
+    catalog gives no p2p figure), the extra derating of many-peer send/recv phases."""
+    hit = f.__dict__.get("_p2p")
+    c = f.compile()
+    if hit is None or hit[0] is not c:
+        links = f.catalog.links
+        r = np.array([links[t].p2p_efficiency / links[t].protocol_efficiency
+                      if t in links and links[t].p2p_efficiency is not None else 1.0
+                      for t in c.tech_names])
+        hit = (c, r[c.tech])
+        f.__dict__["_p2p"] = hit
     return hit[1]
 
 

@@ -18,6 +18,7 @@ from sim.fabric import load_topology, nvswitch_node, torus
 CAT = load_catalog()
 TOPO = Path(__file__).resolve().parents[2] / "topologies"
 B = 450e9 * CAT.links["nvlink4"].protocol_efficiency  # one H100's NVLink, per direction
+B_P2P = 450e9 * CAT.links["nvlink4"].p2p_efficiency  # the same, every GPU to all its peers
 GIB = 2**30
 
 
@@ -75,14 +76,15 @@ def test_tree_in_one_domain_is_a_chain(dgx):
     assert plan.phases[0].steps == 2 * 7
 
 
-@pytest.mark.parametrize("op, algo, unit", [
-    ("reduce_scatter", "ring", 7 / 8), ("all_gather", "ring", 7 / 8),
-    ("all_to_all", "direct", 7 / 8), ("broadcast", "ring", 1.0), ("reduce", "ring", 1.0),
-    ("send_recv", "direct", 1.0),
+@pytest.mark.parametrize("op, algo, unit, bw", [
+    ("reduce_scatter", "ring", 7 / 8, B), ("all_gather", "ring", 7 / 8, B),
+    ("all_to_all", "direct", 7 / 8, B_P2P), ("broadcast", "ring", 1.0, B),
+    ("reduce", "ring", 1.0, B), ("send_recv", "direct", 1.0, B),
 ])
-def test_other_ops_closed_forms(dgx, op, algo, unit):
+def test_other_ops_closed_forms(dgx, op, algo, unit, bw):
+    """All-to-all streams to every peer at once: NVLink at its p2p efficiency."""
     plan = compile_plan(dgx, op, 8, algo)
-    assert _unit(plan) == pytest.approx(unit / B, rel=1e-9)
+    assert _unit(plan) == pytest.approx(unit / bw, rel=1e-9)
 
 
 def test_uneven_all_to_all_follows_the_matrix(dgx):
@@ -91,7 +93,7 @@ def test_uneven_all_to_all_follows_the_matrix(dgx):
     m[3, 0] = 2e6
     r = collective_time(dgx, "all_to_all", 8, 0, matrix=m)
     plan = compile_plan(dgx, "all_to_all", 8, "direct", matrix=m)
-    assert plan.absolute and _unit(plan) == pytest.approx(7e6 / B, rel=1e-9)
+    assert plan.absolute and _unit(plan) == pytest.approx(7e6 / B_P2P, rel=1e-9)
     assert r.algorithm == "direct"
 
 

@@ -29,13 +29,25 @@ def test_gtc25_all_reduce_peaks(df):
 
 
 def test_gtc25_all_to_all_peaks(df):
-    """The issue asks for 10%; the model is 12-16% high here (NCCL's p2p path reaches less
-    of the NVLink rate than its ring, which the model does not capture). Held to 20% so a
-    regression shows; see the issue's closing note."""
+    """Issue target 10%. NVLink's p2p_efficiency was derived from the H100 bar alone (so
+    that row is in-sample); A100 and B200 are out of sample and must land within 5%."""
     d = df[df["case"].str.startswith("GTC25 all-to-all")]
     assert len(d) == 3
-    assert (d["error_pct"] > 0).all()  # over-predicted, not under
-    assert d["error_pct"].abs().max() <= 20.0, d[["case", "error_pct"]]
+    assert d["error_pct"].abs().max() <= 10.0, d[["case", "error_pct"]]
+    oos = d[~d["case"].str.contains("H100")]
+    assert len(oos) == 2 and oos["error_pct"].abs().max() <= 5.0, oos
+
+
+def test_four_h100_all_to_all_out_of_sample():
+    """nccl-tests alltoall_perf on 4x H100 80GB HBM3 in one node (NVIDIA/nccl issue 2169,
+    NCCL_ALGO=Ring, NCCL_PROTO=Simple): busbw 334.90 GB/s at 500 MB, not used to derive
+    any constant."""
+    from sim.collectives import collective_time
+    from sim.fabric import nvswitch_node
+
+    r = collective_time(nvswitch_node("DGX-H100"), "all_to_all", 4, 500e6)
+    assert r.algorithm == "direct"
+    assert abs(r.busbw_Bps / 334.90e9 - 1) <= 0.10
 
 
 def test_b200_large_messages_out_of_sample(df):
