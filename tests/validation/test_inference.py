@@ -58,3 +58,13 @@ def test_mlperf_offline_prompt_mean_is_plausible(mlperf):
                    "the scheduler admits every arrival and lets TPOT absorb the load")
 def test_mlperf_server_within_20_percent(mlperf):
     assert abs(mlperf.iloc[1]["error_pct"]) <= 20.0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="at the published 74.42 samples/s the model's "
+                   "replicas run far below saturation (p99 TPOT ~35 ms vs 175 ms measured): "
+                   "its per-token cost is too low for TensorRT-LLM FP8 on H100, see the note")
+def test_mlperf_server_latencies_at_the_published_rate(mlperf):
+    at = mlperf[mlperf["case"].str.contains("SRV ")]
+    assert list(at["metric"]) == ["p99 TTFT (ms)", "mean TTFT (ms)", "p99 TPOT (ms)"]
+    assert at["error_pct"].abs().max() <= 20.0
