@@ -79,6 +79,10 @@ class Accelerator:
     idle_power_W: float
     price_USD: float
     provenance: Provenance = field(compare=False)
+    # fused (flash) attention kernels: forward and backward FLOP/s as fractions of the bf16
+    # peak, FLOPs counted as FlashAttention's papers count them (causal halved, backward
+    # 2.5 x forward); empty: attention runs at the matmul rate
+    attention_efficiency: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,10 @@ def _read_acc(key: str, n: Node) -> Accelerator:
         if p not in peak:
             raise me.error(p, "no peak_flops given for this precision")
         eff[p] = me.number(p, low=0.0, high=1.0, low_open=True)
+    ae = n.sub("attention_efficiency", {})
+    attn = {d: ae.number(d, low=0.0, high=1.0, low_open=True) for d in ("fwd", "bwd")} \
+        if ae.keys() else {}
+    ae.done()
     acc = Accelerator(
         id=key,
         name=n.string("name"),
@@ -234,6 +242,7 @@ def _read_acc(key: str, n: Node) -> Accelerator:
         idle_power_W=n.quantity("idle_power", "power"),
         price_USD=n.quantity("price", "money"),
         provenance=_provenance(n, set(n.keys())),
+        attention_efficiency=attn,
     )
     if acc.idle_power_W > acc.tdp_W:
         raise n.error("idle_power", f"idle power {acc.idle_power_W:g} W exceeds TDP {acc.tdp_W:g} W")

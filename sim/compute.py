@@ -2,7 +2,8 @@
 
 A GEMM of F FLOPs takes F / (peak x matmul efficiency) where the efficiency is the measured
 maximum achievable matmul fraction of that accelerator and precision (MAMF, in
-``topologies/catalog/accelerators.yaml``), never a per-case factor; an elementwise kernel
+``topologies/catalog/accelerators.yaml``), never a per-case factor; fused attention runs
+at its own measured rate where the catalog has one; an elementwise kernel
 moving B bytes takes B / (HBM bandwidth x HBM efficiency). Each op also pays a fixed kernel
 overhead. Constants: ``topologies/catalog/compute.yaml``.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from .catalog import Accelerator, load_catalog
 
-__all__ = ["gemm_time", "hbm_time", "matmul_rate"]
+__all__ = ["attention_time", "gemm_time", "hbm_time", "matmul_rate"]
 
 
 def matmul_rate(acc: Accelerator, precision: str) -> float:
@@ -30,6 +31,26 @@ def matmul_rate(acc: Accelerator, precision: str) -> float:
 def gemm_time(acc: Accelerator, precision: str, flops: float) -> float:
     """Seconds for ``flops`` of matmul work."""
     return flops / matmul_rate(acc, precision) if flops > 0 else 0.0
+
+
+def attention_time(acc: Accelerator, precision: str, flops_fwd: float, *,
+                   backward: bool = False) -> float:
+    """Seconds for the fused attention core (scores, softmax, values) whose forward costs
+    ``flops_fwd`` FLOPs (causal: the computed triangle only).
+
+    Where the catalog gives measured fused-attention rates (``attention_efficiency``, as
+    FlashAttention's papers count FLOPs: the backward is 2.5 x the forward, as it recomputes
+    the scores), those apply; otherwise the attention core runs at the matmul rate like any
+    GEMM, its backward twice the forward.
+    """
+    if flops_fwd <= 0:
+        return 0.0
+    eff = acc.attention_efficiency
+    if eff:
+        peak = acc.peak_flops["bf16"]
+        return 2.5 * flops_fwd / (peak * eff["bwd"]) if backward else \
+            flops_fwd / (peak * eff["fwd"])
+    return (2.0 if backward else 1.0) * gemm_time(acc, precision, flops_fwd)
 
 
 def hbm_time(acc: Accelerator, nbytes: float) -> float:

@@ -347,6 +347,12 @@ def _bad_cases():
          LINK_FILE, "links.L.protocol_efficiency", "<= 1.0"),
         ("p2p-above-protocol", {LINK_FILE: {"links": {"L": _link(p2p_efficiency=0.99)}}},
          LINK_FILE, "links.L.p2p_efficiency", "exceeds protocol_efficiency 0.97"),
+        ("attention-above-1", {ACC_FILE: {"accelerators": {"X": _h100(
+            attention_efficiency={"fwd": 1.2, "bwd": 0.5})}}},
+         ACC_FILE, "accelerators.X.attention_efficiency.fwd", "<= 1.0"),
+        ("attention-unknown-pass", {ACC_FILE: {"accelerators": {"X": _h100(
+            attention_efficiency={"fwd": 0.5, "bwd": 0.5, "decode": 0.3})}}},
+         ACC_FILE, "accelerators.X.attention_efficiency.decode", "unknown field"),
         ("idle-above-tdp", {ACC_FILE: {"accelerators": {"X": _h100(idle_power="800 W")}}},
          ACC_FILE, "accelerators.X.idle_power", "exceeds TDP"),
         ("unknown-scale-up-link",

@@ -39,7 +39,7 @@ from ..catalog import Catalog, load_catalog
 from ..collectives import collective_time
 from ..collectives.algorithms import PhaseSpec, pair_phase
 from ..collectives.timing import CompiledPhase, _capacity, _compile_phase
-from ..compute import gemm_time, hbm_time
+from ..compute import attention_time, gemm_time, hbm_time
 from ..errors import InfeasibleError
 from ..fabric.fabric import Fabric
 from ..network import Transfer, make_network
@@ -347,6 +347,16 @@ class TrainingResult:
                 "busiest_links": self.links.head(5).to_dict(orient="records")}
 
 
+# Cross-entropy over the logits, HBM bytes per logit (Megatron-Core
+# vocab_parallel_cross_entropy): forward casts the bf16 logits to fp32 (read 2, write 4),
+# takes the row max (read 4), subtracts it in place (read 4, write 4), exponentiates in
+# place (4 + 4), sums (4) and divides in place (4 + 4), keeping the softmax for backward;
+# backward scales the softmax by the incoming gradient in place (4 + 4) and casts it to
+# bf16 for the output layer's GEMMs (read 4, write 2).
+CE_FWD_BYTES = 2 + 4 + 4 + 8 + 8 + 4 + 8
+CE_BWD_BYTES = 8 + 6
+
+
 def model_flops_per_step(w: TrainingWorkload) -> tuple[float, float]:
     """(model FLOPs, hardware FLOPs) of one step over all GPUs: 3 x forward (+ recompute)."""
     m = w.model
@@ -398,13 +408,21 @@ class _Stage:
         ko = f.catalog.compute.kernel_overhead_s
         k_fwd = 11 + (0 if w.flash_attention else 3)
         k_rec = {"full": k_fwd, "selective": 3, "none": 0}[w.recompute]
+        def attn(flops: float, backward: bool = False) -> float:
+            """Attention core: fused kernels at their measured rate, else batched GEMMs."""
+            if w.flash_attention:
+                return attention_time(acc, prec, flops, backward=backward)
+            return (2.0 if backward else 1.0) * gemm_time(acc, prec, flops)
+
         for c in costs:
             fwd += k_fwd * ko
             bwd += (2 * k_fwd + k_rec) * ko
-            fwd += gemm_time(acc, prec, c.gemm_fwd) + gemm_time(acc, prec, c.attn_fwd) + \
+            rec_attn = c.attn_fwd if w.recompute != "none" else 0.0  # both policies redo it
+            fwd += gemm_time(acc, prec, c.gemm_fwd) + attn(c.attn_fwd) + \
                 hbm_time(acc, c.bytes_fwd)
-            bwd += 2 * (gemm_time(acc, prec, c.gemm_fwd) + gemm_time(acc, prec, c.attn_fwd)) + \
-                2 * hbm_time(acc, c.bytes_fwd) + gemm_time(acc, prec, c.recompute_flops) + \
+            bwd += 2 * gemm_time(acc, prec, c.gemm_fwd) + attn(c.attn_fwd, backward=True) + \
+                2 * hbm_time(acc, c.bytes_fwd) + \
+                gemm_time(acc, prec, c.recompute_flops - rec_attn) + attn(rec_attn) + \
                 hbm_time(acc, c.recompute_bytes)
             tp_fwd += tp_t
             ep_fwd += c.ep_bytes_fwd
@@ -423,7 +441,7 @@ class _Stage:
         nic = _nic_rate(f, tp_group[0])
         cp_rate = nic if w.cp > 1 else 1.0
         # CP K/V exchange overlaps attention compute (Megatron-Core ring attention)
-        attn_t = sum(gemm_time(acc, prec, c.attn_fwd) for c in costs) / n_chunks
+        attn_t = sum(attn(c.attn_fwd) for c in costs) / n_chunks
         self.cp_fwd = max(0.0, cp_fwd / cp_rate / n_chunks - attn_t) if cp_fwd else 0.0
         self.cp_bwd = 2 * self.cp_fwd
         # logits + loss on the last stage's last chunk, embedding on the first
@@ -431,9 +449,9 @@ class _Stage:
         if s == w.pp - 1:
             tokens = w.micro_batch * w.seq_len / w.cp
             hf = 2 * tokens * m.hidden * m.vocab / w.tp
-            self.head_fwd = gemm_time(acc, prec, hf) + hbm_time(acc, 3 * 4 * tokens * m.vocab
-                                                                 / w.tp)
-            self.head_bwd = 2 * gemm_time(acc, prec, hf)
+            logits = tokens * m.vocab / w.tp  # this GPU's vocabulary shard of the logits
+            self.head_fwd = gemm_time(acc, prec, hf) + hbm_time(acc, CE_FWD_BYTES * logits)
+            self.head_bwd = 2 * gemm_time(acc, prec, hf) + hbm_time(acc, CE_BWD_BYTES * logits)
         self.activation_bytes = c0.tp_bytes_fwd / (w.tp if w.sequence_parallel else 1) \
             if w.tp > 1 else w.micro_batch * w.seq_len / w.cp * m.hidden * 2
         d_params = sum(params_per_layer(m, c)[0] for c in range(len(costs)))

@@ -48,12 +48,13 @@ def test_megatron_h100_from_70b_up_within_5pct(df):
 @pytest.mark.slow
 def test_known_gaps_do_not_grow(df):
     """Over-predicted today: small H100 models (cause not found: XLA's measured H100 GEMM
-    table puts their GEMM shapes near MAMF, so it is not GEMM shape) and DeepSpeed ZeRO-3
-    (gathers overlap less than modelled)."""
+    table puts their GEMM shapes near MAMF, so it is not GEMM shape; fused attention at
+    its measured rate and the fp32 cross-entropy passes explain part of it) and DeepSpeed
+    ZeRO-3 (gathers overlap less than modelled)."""
     e = df.set_index("case")["error_pct"]
-    assert 0 < e["MLM-H100-WEAK-1.7B"] <= 75
-    assert 0 < e["MLM-H100-WEAK-7.1B"] <= 50
-    assert 0 < e["MLM-H100-WEAK-16B"] <= 20
+    assert 0 < e["MLM-H100-WEAK-1.7B"] <= 45
+    assert 0 < e["MLM-H100-WEAK-7.1B"] <= 35
+    assert 0 < e["MLM-H100-WEAK-16B"] <= 15
     # under-predicted: with PP 1 only the last micro-batch's backward hides the fp32
     # gradient reduce-scatter (Megatron's default for bf16); the measured run hid more,
     # as 16-bit gradient reduction would (that run's flags are not reported)
