@@ -359,39 +359,39 @@ def compile_plan(f: Fabric, op: str, ranks, algorithm: str, *, policy: str | Non
     return plan
 
 
+def _per_compile(f: Fabric, key: str, make):
+    """``make(compiled)``, cached on the fabric until it is compiled anew."""
+    c = f.compile()
+    hit = f.__dict__.get(key)
+    if hit is None or hit[0] is not c:
+        hit = (c, make(c))
+        f.__dict__[key] = hit
+    return hit[1]
+
+
 def _packet_switch_mask(f: Fabric) -> np.ndarray:
     """Boolean per node index: is it a packet switch (cached per compiled fabric)."""
-    c = f.compile()
-    hit = f.__dict__.get("_is_switch")
-    if hit is None or hit[0] is not c:
-        g = f.graph
-        hit = (c, np.array([g.nodes[x].get("kind") == "switch" for x in c.node_names]))
-        f.__dict__["_is_switch"] = hit
-    return hit[1]
+    g = f.graph
+    return _per_compile(f, "_is_switch", lambda c: np.array(
+        [g.nodes[x].get("kind") == "switch" for x in c.node_names]))
 
 
 def _capacity(f: Fabric) -> np.ndarray:
-    c = f.compile()
-    hit = f.__dict__.get("_cap")
-    if hit is None or hit[0] is not c:
-        hit = (c, effective_capacity(f))
-        f.__dict__["_cap"] = hit
-    return hit[1]
+    return _per_compile(f, "_cap", lambda c: effective_capacity(f))
 
 
 def _p2p_ratio(f: Fabric) -> np.ndarray:
     """Per link: p2p_efficiency / protocol_efficiency of its technology (1 where the
     catalog gives no p2p figure), the extra derating of many-peer send/recv phases."""
-    hit = f.__dict__.get("_p2p")
-    c = f.compile()
-    if hit is None or hit[0] is not c:
-        links = f.catalog.links
+    links = f.catalog.links
+
+    def make(c):
         r = np.array([links[t].p2p_efficiency / links[t].protocol_efficiency
                       if t in links and links[t].p2p_efficiency is not None else 1.0
                       for t in c.tech_names])
-        hit = (c, r[c.tech])
-        f.__dict__["_p2p"] = hit
-    return hit[1]
+        return r[c.tech]
+
+    return _per_compile(f, "_p2p", make)
 
 
 def lower_bound(f: Fabric, specs: list[PhaseSpec], ranks: tuple, nbytes: float, cat) -> float:
