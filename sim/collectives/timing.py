@@ -64,6 +64,13 @@ class CompiledPhase:
     path_inter_s: float
     unit_time_s: float  # max_l unit_l / capacity_l: seconds per byte of n at full rate
     kind: str = "flows"  # flows | nvls | sharp
+    cost: np.ndarray | None = None  # capacity per byte on each link (1 / efficiency)
+
+    def transfer(self, nbytes: float, latency_s: float = 0.0, tag: str = "",
+                 group=None) -> Transfer:
+        """This phase moving ``nbytes`` (bytes = unit x nbytes) as one network transfer."""
+        return Transfer(self.links, self.unit * nbytes, latency_s, tag or self.name, group,
+                        self.cost)
 
 
 @dataclass
@@ -94,7 +101,7 @@ class Plan:
         out = []
         for i, ph in enumerate(self.phases):
             lat = protocol_times[i][0] if protocol_times else 0.0
-            out.append(Transfer(ph.links, ph.unit * scale, lat, tag or f"{self.op}:{ph.name}"))
+            out.append(ph.transfer(scale, lat, tag or f"{self.op}:{ph.name}"))
         return out
 
 
@@ -305,8 +312,9 @@ def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.
     unit = loads[nz]
     unit_time = float((unit / (cap[nz] * eff[nz])).max()) if len(nz) else 0.0
     frac = ph.inter_frac if ph.inter_frac is not None else inter_share
+    cost = 1.0 / eff[nz] if (eff[nz] < 1.0).any() else None
     return CompiledPhase(ph.name, nz.astype(np.int64), unit, ph.steps, ph.pipelined, frac,
-                         path_intra, path_inter, unit_time, kind)
+                         path_intra, path_inter, unit_time, kind, cost)
 
 
 def _as_ranks(f: Fabric, ranks) -> tuple:
@@ -649,8 +657,9 @@ def run_collective(env, net, op: str, ranks, nbytes: float, algorithm: str = "au
     start = env.now
     scale = 1.0 if plan.absolute else float(nbytes)
     for ph, (lat, bw) in zip(plan.phases, times, strict=True):
-        ideal = scale * float((ph.unit / net.capacity[ph.links]).max()) if len(ph.links) else 0
-        yield net.transfer(Transfer(ph.links, ph.unit * scale, lat + max(0.0, bw - ideal),
-                                    tag or f"{op}:{ph.name}"))
+        tr = ph.transfer(scale, 0.0, tag or f"{op}:{ph.name}")
+        ideal = net.time_alone(tr)  # its bytes at link rate (in-network / p2p cost included)
+        tr.latency_s = lat + max(0.0, bw - ideal)
+        yield net.transfer(tr)
     res.time_s = env.now - start
     return res

@@ -50,6 +50,10 @@ class Transfer:
         Transfers with the same group carry bytes in the same proportions over the same
         links (e.g. the gradient buckets of one stage). Max-min gives them equal rates, so
         the flow model treats a group of k as one entry of k times the weight.
+    cost : ndarray of float64, optional
+        Link capacity each byte uses, per link (>= 1; default 1): traffic that runs a link
+        below its effective rate, as in-network reduction or every GPU streaming to many
+        peers at once does, uses more of it per byte carried. Byte counters count bytes.
     """
 
     links: np.ndarray
@@ -57,12 +61,21 @@ class Transfer:
     latency_s: float = 0.0
     tag: str = ""
     group: object = None  # transfers of one group have the same links and byte shares
+    cost: np.ndarray | None = None
 
     def __post_init__(self):
         self.links = np.ascontiguousarray(self.links, dtype=np.int64)
         self.nbytes = np.ascontiguousarray(self.nbytes, dtype=np.float64)
         assert self.links.shape == self.nbytes.shape
         assert self.latency_s >= 0.0
+        if self.cost is not None:
+            self.cost = np.ascontiguousarray(self.cost, dtype=np.float64)
+            assert self.cost.shape == self.links.shape and (self.cost >= 1.0).all()
+
+    @property
+    def load(self) -> np.ndarray:
+        """Capacity-equivalent bytes per link: bytes x cost."""
+        return self.nbytes if self.cost is None else self.nbytes * self.cost
 
 
 def effective_capacity(fabric: Fabric) -> np.ndarray:
@@ -86,7 +99,7 @@ class _Active:
     tid: int
     group: object
     links: np.ndarray
-    weights: np.ndarray  # bytes_l / max bytes
+    weights: np.ndarray  # capacity use per link (bytes x cost) / max bytes
     remaining: float  # bytes left on the most loaded link
     event: simpy.Event
     start: float
@@ -119,7 +132,7 @@ class NetworkModel:
         """Duration of ``t`` with the network to itself (s)."""
         if len(t.links) == 0:
             return t.latency_s
-        return t.latency_s + float(bottleneck_time(t.links, t.nbytes, self.capacity))
+        return t.latency_s + float(bottleneck_time(t.links, t.load, self.capacity))
 
     def transfer(self, t: Transfer) -> simpy.Event:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -206,7 +219,7 @@ class FlowNetwork(NetworkModel):
             yield self.env.timeout(t.latency_s)
         peak = float(t.nbytes.max())
         now = self.env.now
-        a = _Active(tid, t.group, t.links, t.nbytes / peak, peak, ev, start, 0.0, now)
+        a = _Active(tid, t.group, t.links, t.load / peak, peak, ev, start, 0.0, now)
         isolated = not self._users[t.links].any()
         self.active[tid] = a
         self._users[t.links] += 1

@@ -436,7 +436,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
     pre_of = np.full(n, -1, np.int64)
     phases: dict = {}
     if n_pre:
-        from ..network import Transfer, make_network
+        from ..network import make_network
 
         net = net or make_network("flow", env, f)
         proto = f.catalog.protocols["Simple"]
@@ -461,8 +461,8 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                                                  f.routing, _capacity(f))
         nbytes = plen[i] * models[r].kv_token / s.tp
         t = env.now
-        yield net.transfer(Transfer(ph.links, ph.unit * nbytes,
-                                    proto.base_latency_s + proto.hop_latency_net_s, "kv"))
+        yield net.transfer(ph.transfer(nbytes, proto.base_latency_s +
+                                       proto.hop_latency_net_s, "kv"))
         kv_time[i] = env.now - t
         kv_held[r] -= int(plen[i])
         prefilled[i] = True

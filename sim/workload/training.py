@@ -42,7 +42,7 @@ from ..collectives.timing import CompiledPhase, _capacity, _compile_phase
 from ..compute import attention_time, gemm_time, hbm_time
 from ..errors import InfeasibleError
 from ..fabric.fabric import Fabric
-from ..network import Transfer, make_network
+from ..network import make_network
 from ..spec import Node, apply_overrides, load_yaml
 from .models import (
     LayerCost,
@@ -626,7 +626,8 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 dst += [b for a in members for b in members if a != b]
         n = len(src)
         spec = PhaseSpec("ep all-to-all", np.asarray(src), np.asarray(dst),
-                         np.full(n, 1.0 / (w.ep - 1)), np.arange(n), 1, [], True, False, None)
+                         np.full(n, 1.0 / (w.ep - 1)), np.arange(n), 1, [], True, False, None,
+                         p2p=True)
         ep_phase.append(_compile_phase(fabric, tuple(ranks), spec, policy, cap))
     proto = fabric.catalog.protocols["Simple"]
 
@@ -649,10 +650,9 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
     act_bytes = [st.activation_bytes * (1 if w.sequence_parallel else 1) for st in stages]
 
     def send(phase: CompiledPhase, nbytes: float, key):
-        tr = Transfer(phase.links, phase.unit * nbytes,
-                      proto.base_latency_s + proto.hop_latency_net_s, "pp",
-                      group=("pp", id(net), id(phase)))
-        yield net.transfer(tr)
+        yield net.transfer(phase.transfer(nbytes, proto.base_latency_s +
+                                          proto.hop_latency_net_s, "pp",
+                                          group=("pp", id(net), id(phase))))
         ev(key).succeed()
 
     def dp_sync(s: int, nbytes: float):
@@ -662,19 +662,19 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
             return
         steps = 1 if w.zero >= 1 else 2  # reduce-scatter, or all-reduce = RS + AG
         for _ in range(steps):
-            yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(k), "dp",
-                                        group=("dp", id(net), id(ph))))
+            yield net.transfer(ph.transfer(nbytes, dp_latency(k), "dp",
+                                           group=("dp", id(net), id(ph))))
 
     def dp_sync_ag(s: int, nbytes: float):
         ph = dp_phase[s]
-        yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(w.dp * w.cp),
-                                    "dp-ag", group=("dp", id(net), id(ph))))
+        yield net.transfer(ph.transfer(nbytes, dp_latency(w.dp * w.cp), "dp-ag",
+                                       group=("dp", id(net), id(ph))))
 
     def ep_exchange(s: int, nbytes: float):
         ph = ep_phase[s]
         t = env.now
-        yield net.transfer(Transfer(ph.links, ph.unit * nbytes, dp_latency(2), "ep",
-                                    group=("ep", id(net), id(ph))))
+        yield net.transfer(ph.transfer(nbytes, dp_latency(2), "ep",
+                                       group=("ep", id(net), id(ph))))
         busy[s]["ep"] += env.now - t
 
     def account(s: int, compute: float, tp: float, cp: float) -> None:
@@ -768,8 +768,8 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         busy[s]["optimizer"] += t_opt
         if w.zero >= 1 and dp_phase[s] is not None and not w.overlap_param_gather:
             t = env.now
-            yield net.transfer(Transfer(dp_phase[s].links, dp_phase[s].unit * 2 * st.params,
-                                        dp_latency(w.dp * w.cp), "dp-ag"))
+            yield net.transfer(dp_phase[s].transfer(2 * st.params, dp_latency(w.dp * w.cp),
+                                                    "dp-ag"))
             busy[s]["dp_exposed"] += env.now - t
         ends[s] = env.now
 

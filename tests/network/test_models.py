@@ -123,7 +123,9 @@ def test_unknown_model_is_a_config_error():
 
 
 @pytest.mark.parametrize("kind", ["analytical", "flow"])
-def test_run_collective_alone_takes_collective_time(fab, kind):
+@pytest.mark.parametrize("op, ranks", [("all_reduce", 256), ("all_to_all", 8)])
+def test_run_collective_alone_takes_collective_time(fab, kind, op, ranks):
+    """Also for an all-to-all, whose NVLink bytes cost more capacity (p2p efficiency)."""
     from sim.collectives import collective_time, run_collective
 
     env = simpy.Environment()
@@ -131,12 +133,33 @@ def test_run_collective_alone_takes_collective_time(fab, kind):
     out = {}
 
     def job(env):
-        out["r"] = yield env.process(run_collective(env, net, "all_reduce", 256, 2**28))
+        out["r"] = yield env.process(run_collective(env, net, op, ranks, 2**28))
 
     env.process(job(env))
     env.run()
-    want = collective_time(fab, "all_reduce", 256, 2**28)
+    want = collective_time(fab, op, ranks, 2**28)
     assert out["r"].time_s == pytest.approx(want.time_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["analytical", "flow"])
+def test_costly_bytes_use_more_capacity_but_count_as_bytes(fab, kind):
+    """A transfer whose bytes cost 2x on a link runs at half the byte rate there; a second
+    transfer sharing that link gets max-min shares of capacity, not of bytes; the byte
+    counters count bytes."""
+    cap = effective_capacity(fab)[4]
+    costly = Transfer(np.array([4]), np.array([1e9]), cost=np.array([2.0]))
+    plain = Transfer(np.array([4]), np.array([1e9]))
+    alone, net = _run(kind, fab, [costly])
+    assert alone[0][0] == pytest.approx(2e9 / cap, rel=1e-9)
+    assert net.link_bytes(0.0, alone[0][0])[4] == pytest.approx(1e9, rel=1e-9)
+    both, net = _run(kind, fab, [costly, plain])
+    if kind == "flow":
+        # equal byte rates r with 2r + r = cap: both move 1e9 bytes at cap/3 and end together
+        assert both[1][0] == pytest.approx(3e9 / cap, rel=1e-9)
+        assert both[0][0] == pytest.approx(3e9 / cap, rel=1e-9)
+        assert net.link_utilization(0.0, both[0][0])[4] <= 1.0
+    with pytest.raises(AssertionError):
+        Transfer(np.array([4]), np.array([1e9]), cost=np.array([0.5]))
 
 
 def test_two_jobs_sharing_the_fabric_slow_each_other(fab):

@@ -257,7 +257,8 @@ def _moe(fab, **kw):
 
 def test_ep_all_to_all_inside_a_node_at_nvlink_rate(fab64):
     """EP 4 x TP 2 fills one DGX: each GPU's all-to-all bytes leave over its NVLinks
-    (scale-up bandwidth x NCCL's NVLink efficiency); one exchange after every forward
+    (scale-up bandwidth x NVLink's p2p efficiency, as every GPU streams to all its
+    peers at once); one exchange after every forward
     and one before every backward (data-parallel traffic moved after the step so that
     nothing shares the links)."""
     w = _moe(fab64, overlap_param_gather=False, overlap_grad_reduce=False)
@@ -267,7 +268,7 @@ def test_ep_all_to_all_inside_a_node_at_nvlink_rate(fab64):
                            sequence_parallel=True, layer=i).ep_bytes_fwd
                for i in range(m.layers))
     acc = CAT.accelerators["H100-SXM"]
-    inj = acc.scale_up_bandwidth_Bps * CAT.links[acc.scale_up_link].protocol_efficiency
+    inj = acc.scale_up_bandwidth_Bps * CAT.links[acc.scale_up_link].p2p_efficiency
     proto = CAT.protocols["Simple"]
     lat = proto.base_latency_s + proto.hop_latency_net_s
     mbs = w.micro_batches
