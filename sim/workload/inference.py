@@ -53,16 +53,22 @@ __all__ = ["ServiceSpec", "load_service", "simulate_service", "ServiceResult",
 
 @dataclass
 class Lengths:
-    """A token-length distribution: fixed, uniform, normal or lognormal (integers >= 1)."""
+    """A token-length distribution: fixed, uniform, normal, lognormal, or empirical (a
+    data set's own lengths: drawn without replacement while they last, as a benchmark
+    issues each sample once, then with replacement). Integers >= 1."""
 
     dist: str = "fixed"
     mean: float = 128.0
     sigma: float = 0.0  # normal: std; lognormal: sigma of log
     low: int = 1
     high: int = 10**9
+    values: tuple = ()  # empirical: the lengths
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        if self.dist == "fixed":
+        if self.dist == "empirical":
+            v = np.asarray(self.values, np.int64)
+            x = rng.permutation(v)[:n] if n <= len(v) else rng.choice(v, n)
+        elif self.dist == "fixed":
             x = np.full(n, self.mean)
         elif self.dist == "uniform":
             x = rng.integers(self.low, self.high + 1, n)
@@ -132,12 +138,40 @@ def _lengths(n: Node, key: str) -> Lengths:
             raise n.error(key, f"must be at least 1, got {raw}")
         return Lengths("fixed", float(raw))
     d = n.sub(key)
-    out = Lengths(d.string("dist", "fixed", choices=("fixed", "uniform", "normal",
-                                                     "lognormal")),
-                  d.number("mean", 128.0, low=1.0), d.number("sigma", 0.0, low=0.0),
-                  d.integer("min", 1, minimum=1), d.integer("max", 10**9, minimum=1))
+    dist = d.string("dist", "fixed", choices=("fixed", "uniform", "normal", "lognormal",
+                                              "empirical"))
+    values: tuple = ()
+    if dist == "empirical":
+        path = Path(d.string("file"))
+        if not path.is_absolute():
+            path = Path(n.file).parent / path
+        values = read_lengths(path)
+    out = Lengths(dist, d.number("mean", float(np.mean(values)) if values else 128.0,
+                                 low=1.0),
+                  d.number("sigma", 0.0, low=0.0),
+                  d.integer("min", 1, minimum=1), d.integer("max", 10**9, minimum=1), values)
     d.done()
     return out
+
+
+def read_lengths(path: str | Path) -> tuple:
+    """Token lengths, one integer >= 1 per line ('#' starts a comment)."""
+    try:
+        with open(path) as fh:
+            lines = [(i, ln.split("#", 1)[0].strip()) for i, ln in enumerate(fh, 1)]
+    except OSError as e:
+        raise ConfigError(f"cannot read lengths file ({e.strerror})", file=str(path)) from None
+    out = []
+    for i, text in lines:
+        if not text:
+            continue
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"line {i}: expected a token length (integer >= 1), got "
+                              f"{text!r}", file=str(path))
+        out.append(int(text))
+    if not out:
+        raise ConfigError("no lengths in the file", file=str(path))
+    return tuple(out)
 
 
 def load_service(path: str | Path, overrides: list[str] | None = None,

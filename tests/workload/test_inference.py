@@ -274,3 +274,32 @@ def test_serve_plot_writes_latency_cdf_and_throughput(tmp_path, capsys):
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     assert "throughput" in capsys.readouterr().out
+
+
+def test_empirical_lengths_from_a_file(tmp_path):
+    """A data set's own lengths: each drawn once while they last (a permutation), then
+    with replacement; the file is found beside the service YAML."""
+    from sim.workload.inference import Lengths, load_service
+
+    (tmp_path / "isl.txt").write_text("# prompt lengths\n10\n20\n30\n40\n")
+    p = _svc_file(tmp_path, prompt_tokens={"dist": "empirical", "file": "isl.txt"})
+    s = load_service(p)
+    assert s.prompt.values == (10, 20, 30, 40) and s.prompt.mean == 25.0
+    rng = np.random.default_rng(1)
+    assert sorted(s.prompt.sample(rng, 4)) == [10, 20, 30, 40]
+    many = s.prompt.sample(rng, 1000)
+    assert set(many) == {10, 20, 30, 40}
+    capped = Lengths("empirical", values=(5, 500), high=100).sample(rng, 2)
+    assert sorted(capped) == [5, 100]
+
+
+@pytest.mark.parametrize("text, match", [("12\nabc\n", "line 2: expected a token length"),
+                                         ("0\n", "line 1"), ("# empty\n", "no lengths")])
+def test_bad_lengths_file_one_line(tmp_path, capsys, text, match):
+    (tmp_path / "isl.txt").write_text(text)
+    p = _svc_file(tmp_path, prompt_tokens={"dist": "empirical", "file": "isl.txt"})
+    code = main(["serve", "--topology", str(ROOT / "topologies" / "dgx-h100-superpod-ib.yaml"),
+                 "--service", str(p), "--duration", "5s"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(tmp_path / "isl.txt") in err[0]
+    assert match in err[0]
