@@ -41,7 +41,7 @@ import simpy
 
 from ..catalog import Catalog, load_catalog
 from ..collectives import collective_time
-from ..compute import matmul_rate
+from ..compute import attention_time, matmul_rate
 from ..errors import ConfigError, InfeasibleError
 from ..fabric.fabric import Fabric
 from ..spec import Node, apply_overrides, load_yaml
@@ -250,6 +250,7 @@ class IterationModel:
         self.acc = acc
         cm = f.catalog.compute
         self.rate = matmul_rate(acc, s.precision)
+        self.precision = s.precision
         self.hbm = acc.hbm_bandwidth_Bps * cm.hbm_efficiency
         wbytes = 1 if s.precision == "fp8" else 2
         dense, expert = 0, 0
@@ -345,10 +346,12 @@ class IterationModel:
         head = self.head_flops_per_seq * decode_seqs + (
             self.head_flops_per_seq if prefill_tokens else 0.0)
         t_lin = max((lin_flops + head) / self.rate, self.weight_bytes / self.hbm)
-        attn_flops = 4 * self.layers * self.attn_width / self.tp * (
-            prefill_attn + decode_context)
+        per_ctx = 4 * self.layers * self.attn_width / self.tp
+        attn_flops = per_ctx * (prefill_attn + decode_context)
         kv_read = self.kv_read_token / self.tp * decode_context  # decode reads its context
-        t_attn = max(attn_flops / self.rate, kv_read / self.hbm)
+        # prefill: fused attention at its measured rate; decode: reading the KV cache
+        t_attn = attention_time(self.acc, self.precision, per_ctx * prefill_attn) + \
+            max(per_ctx * decode_context / self.rate, kv_read / self.hbm)
         elem = self.elem_token * tokens
         t_elem = elem / self.hbm
         t_comm = self._tp_time(tokens)

@@ -11,7 +11,7 @@ import yaml
 
 from sim.catalog import load_catalog
 from sim.cli import main
-from sim.compute import matmul_rate
+from sim.compute import attention_time, matmul_rate
 from sim.fabric import nvswitch_node
 from sim.workload.inference import (
     IterationModel,
@@ -46,10 +46,14 @@ def test_decode_is_memory_bound_and_prefill_compute_bound(dgx):
     t, _ = it.time(0, 0.0, 1, 100.0)
     weights = it.weight_bytes / hbm
     assert weights < t < weights * 1.6
-    # a long prefill: its FLOPs at the matmul rate dominate
+    # a long prefill: its FLOPs dominate, the GEMMs at the matmul rate and the causal
+    # attention core at the fused-attention rate
     n = 8192
     t, info = it.time(n, n * n / 2, 0, 0.0)
-    flops_t = info["flops"] / matmul_rate(acc, "fp8")
+    attn = 4 * L70.layers * L70.heads * L70.head_dim / 2 * n * n / 2
+    flops_t = (info["flops"] - attn) / matmul_rate(acc, "fp8") + \
+        attention_time(acc, "fp8", attn)
+    assert attention_time(acc, "fp8", attn) > attn / matmul_rate(acc, "fp8")
     assert flops_t < t < flops_t * 1.3
     # KV capacity: HBM left after weights and a 5% workspace, at kv_fraction
     free = (acc.hbm_capacity_B * 2 - it.weight_bytes * 2 - 0.05 * acc.hbm_capacity_B * 2)
