@@ -309,40 +309,50 @@ def trtllm_cases(extra: bool = True) -> pd.DataFrame:
 # MLPerf Inference v4.1 llama2-70b on DGX H100, NVIDIA's closed submission
 # (closed/NVIDIA/configs/llama2-70b/{Offline,Server}/__init__.py, H100_SXM_80GB_TP2x4):
 # TP2 x 4 engines, FP8 weights (use_fp8) and FP8 KV cache, kvcache_free_gpu_mem_frac 0.90,
-# gpu_batch_size 896 (Offline) / 1024 (Server), in-flight batching. Latency limits
-# (language/llama2-70b/mlperf.conf): p99 TTFT 2 s, p99 TPOT 200 ms. Output lengths: mean
+# gpu_batch_size 896 (Offline) / 1024 (Server), in-flight batching with TensorRT-LLM's
+# default MAX_UTILIZATION scheduler (harness_llm trtllm_batch_sched_policy "max_util": a
+# request that does not fit is paused and its context recomputed, our "recompute"), no
+# chunked context (enableChunkedContext defaults to false), max_num_tokens 16384 (the
+# builder's default). Latency limits (language/llama2-70b/mlperf.conf): p99 TTFT 2 s, p99
+# TPOT 200 ms. Prompts: the data set's own 24,576 input lengths
+# (experiments/validation/mlperf_llama2_70b_input_lengths.txt, mean 222.3). Outputs: mean
 # 290.3 tokens/sample in this run (accuracy.txt: 7,134,577 tokens / 24,576), capped at 1,024
-# (SUT.py max_new_tokens); prompts are < 1,024 tokens (processorca.py) but their mean and
-# distribution are not published, so the prompt mean is the one free quantity here.
+# (SUT.py max_new_tokens); their per-sample spread is not published (assumed lognormal).
 MLPERF_SAMPLES = 24576
 MLPERF_TTFT_P99_S, MLPERF_TPOT_P99_S = 2.0, 0.200
 _MLPERF_V41_ATTENTION = "grouped"  # TensorRT-LLM 0.12-era engines: XQA
-_MLPERF_LENGTH_SIGMA = 0.8  # lognormal spread of prompt and output lengths (assumed)
+_MLPERF_OUTPUT_SIGMA = 0.8  # lognormal spread of output lengths (assumed)
 
 
-def _mlperf_service(prompt_mean: float, out_mean: float, batch: int, **kw):
+def mlperf_prompt_lengths():
+    """The MLPerf llama2-70b data set's input lengths, as an empirical distribution."""
+    from .workload.inference import Lengths, read_lengths
+
+    v = read_lengths(_extra_dir() / "mlperf_llama2_70b_input_lengths.txt")
+    return Lengths("empirical", sum(v) / len(v), values=v)
+
+
+def _mlperf_service(out_mean: float, batch: int, **kw):
     from .workload.inference import Lengths
 
     return _service("MLPerf llama2-70b", "llama2-70b", 2, 4, "fp8", kv_bytes=1,
                     max_batch=batch, kv_fraction=0.90, token_budget=16384,
-                    decode_attention=_MLPERF_V41_ATTENTION,
-                    prompt=Lengths("lognormal", prompt_mean, _MLPERF_LENGTH_SIGMA, 1, 1023),
-                    output=Lengths("lognormal", out_mean, _MLPERF_LENGTH_SIGMA, 1, 1024),
+                    chunked_prefill=False, decode_attention=_MLPERF_V41_ATTENTION,
+                    prompt=mlperf_prompt_lengths(),
+                    output=Lengths("lognormal", out_mean, _MLPERF_OUTPUT_SIGMA, 1, 1024),
                     **kw)
 
 
-
-def mlperf_offline(prompt_mean: float, out_mean: float = 290.3) -> float:
+def mlperf_offline(out_mean: float = 290.3) -> float:
     """Predicted Offline output tokens/s of the 8-GPU system: every sample queued at t=0."""
     from .workload.inference import simulate_service
 
-    s = _mlperf_service(prompt_mean, out_mean, 896, arrival="all-at-once",
-                        rate=float(MLPERF_SAMPLES))
+    s = _mlperf_service(out_mean, 896, arrival="all-at-once", rate=float(MLPERF_SAMPLES))
     return simulate_service(nvswitch_node("DGX-H100"), s, 1.0).summary[
         "throughput_tokens_per_s"]
 
 
-def mlperf_server(prompt_mean: float, out_mean: float = 290.3, duration_s: float = 300.0,
+def mlperf_server(out_mean: float = 290.3, duration_s: float = 300.0,
                   hi: float = 120.0, steps: int = 7) -> tuple[float, dict]:
     """Highest Poisson rate (samples/s) whose p99 TTFT and p99 TPOT meet the MLPerf limits
     (bisection), and the summary at that rate; tokens/s = rate x mean output tokens."""
@@ -351,7 +361,7 @@ def mlperf_server(prompt_mean: float, out_mean: float = 290.3, duration_s: float
     fab = nvswitch_node("DGX-H100")
 
     def run(rate):
-        s = _mlperf_service(prompt_mean, out_mean, 1024, arrival="poisson", rate=rate)
+        s = _mlperf_service(out_mean, 1024, arrival="poisson", rate=rate)
         m = simulate_service(fab, s, duration_s, warmup_s=30.0).summary
         ok = m["ttft_p99_s"] <= MLPERF_TTFT_P99_S and m["tpot_p99_s"] <= MLPERF_TPOT_P99_S
         return ok, m
@@ -368,10 +378,9 @@ def mlperf_server(prompt_mean: float, out_mean: float = 290.3, duration_s: float
 
 
 def mlperf_cases() -> pd.DataFrame:
-    """MLPerf v4.1 Offline and Server on 8x H100. The prompt-length mean is not published:
-    it is solved from the Offline figure (one workload quantity, not a simulator constant),
-    and the Server figure is then predicted with it: the highest rate that meets the
-    latency limits, and the latencies at the rate the run was published at."""
+    """MLPerf v4.1 Offline and Server on 8x H100, predicted from the data set's prompt
+    lengths and the run's mean output length: Offline throughput, the highest Server rate
+    that meets the latency limits, and the Server latencies at the published rate."""
     from .workload.inference import simulate_service
 
     rec = {r["case_id"]: r for r in _tsv("inference.tsv")}
@@ -379,34 +388,27 @@ def mlperf_cases() -> pd.DataFrame:
     off_tok = _count(off["value"])
     off_samples = _count(off["value"].split("(", 1)[1])
     out_mean = off_tok / off_samples  # output tokens per sample in the measured run
-    lo, hi = 50.0, 1000.0  # throughput falls as prompts grow: bisect the prompt mean
-    for _ in range(9):
-        mid = (lo + hi) / 2
-        if mlperf_offline(mid, out_mean) > off_tok:
-            lo = mid
-        else:
-            hi = mid
-    prompt = round((lo + hi) / 2)
-    pred_off = mlperf_offline(prompt, out_mean)
-    rate, m = mlperf_server(prompt, out_mean)
+    prompt = mlperf_prompt_lengths().mean
+    pred_off = mlperf_offline(out_mean)
+    rate, m = mlperf_server(out_mean)
     srv_tok = _count(srv["value"])
     pred_srv = rate * out_mean
     rows = [
-        {"case": off["case_id"], "source": "inference.tsv", "status": "calibrates prompt mean",
+        {"case": off["case_id"], "source": "inference.tsv", "status": "ok",
          "metric": "tokens/s", "measured": off_tok, "predicted": pred_off,
          "error_pct": (pred_off / off_tok - 1) * 100,
-         "setting": f"TP2 x 4, FP8, batch 896; prompt mean {prompt} tokens solved from this "
-                    f"row (not published), output mean {out_mean:.1f}"},
+         "setting": f"TP2 x 4, FP8, batch 896; the data set's prompts (mean {prompt:.0f} "
+                    f"tokens), output mean {out_mean:.1f}"},
         {"case": srv["case_id"], "source": "inference.tsv", "status": "ok",
          "metric": "tokens/s", "measured": srv_tok, "predicted": pred_srv,
          "error_pct": (pred_srv / srv_tok - 1) * 100,
          "setting": f"max rate {rate:.1f}/s at p99 TTFT {m.get('ttft_p99_s', math.nan):.2f} "
                     f"s, p99 TPOT {m.get('tpot_p99_s', math.nan) * 1e3:.0f} ms (limits 2 s, "
-                    f"200 ms); prompt mean {prompt}"},
+                    f"200 ms)"},
     ]
     # like with like at the published rate: the latencies the run measured there
     at_rate = _count(srv["value"].split("(", 1)[1])  # completed samples/s
-    s = _mlperf_service(prompt, out_mean, 1024, arrival="poisson", rate=at_rate)
+    s = _mlperf_service(out_mean, 1024, arrival="poisson", rate=at_rate)
     m_at = simulate_service(nvswitch_node("DGX-H100"), s, 300.0, warmup_s=30.0).summary
     stats = srv["latency_stats"]
     for label, key in (("p99 TTFT", "ttft_p99_s"), ("mean TTFT", "ttft_mean_s"),
@@ -420,6 +422,5 @@ def mlperf_cases() -> pd.DataFrame:
                      "status": "ok", "metric": f"{label} (ms)", "measured": meas,
                      "predicted": m_at[key] * 1e3,
                      "error_pct": (m_at[key] * 1e3 / meas - 1) * 100,
-                     "setting": f"Poisson at the published {at_rate:g} samples/s; "
-                                f"prompt mean {prompt}"})
+                     "setting": f"Poisson at the published {at_rate:g} samples/s"})
     return pd.DataFrame(rows)

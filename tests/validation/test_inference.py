@@ -43,19 +43,27 @@ def mlperf():
     return mlperf_cases()
 
 
-@pytest.mark.slow
-def test_mlperf_offline_prompt_mean_is_plausible(mlperf):
-    """The Offline row calibrates the unpublished prompt mean; it must land below the
-    1,024-token cap and reproduce the row."""
-    off = mlperf.iloc[0]
-    prompt = int(off["setting"].split("prompt mean ")[1].split()[0])
-    assert 50 < prompt < 1024
-    assert abs(off["error_pct"]) < 2.0
+def test_mlperf_prompt_lengths_are_the_data_set():
+    """The 24,576 input lengths of the MLPerf llama2-70b pickle: count, range and sum as a
+    third party's digest-checked extraction of the official file records them."""
+    from sim.validation import mlperf_prompt_lengths
+
+    p = mlperf_prompt_lengths()
+    assert len(p.values) == 24576 and min(p.values) == 48 and max(p.values) == 1021
+    assert sum(p.values) == 5_463_976 and p.mean == pytest.approx(222.33, abs=0.01)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Server max rate over-predicted by ~36% (see note): "
-                   "the scheduler admits every arrival and lets TPOT absorb the load")
+@pytest.mark.xfail(strict=True, reason="Offline over-predicted by ~18% with the data set's "
+                   "own prompts (no calibration): the model's per-token cost is too low for "
+                   "TensorRT-LLM FP8 on H100 at batch 896, see the note")
+def test_mlperf_offline_within_15_percent(mlperf):
+    assert abs(mlperf.iloc[0]["error_pct"]) <= 15.0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="Server max rate over-predicted by ~50% (see note): "
+                   "the model's replicas stay far from saturation where the real ones do not")
 def test_mlperf_server_within_20_percent(mlperf):
     assert abs(mlperf.iloc[1]["error_pct"]) <= 20.0
 
