@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ConfigError
 from .spec import Node, load_yaml
 
@@ -83,6 +85,52 @@ class Accelerator:
     # peak, FLOPs counted as FlashAttention's papers count them (causal halved, backward
     # 2.5 x forward); empty: attention runs at the matmul rate
     attention_efficiency: dict = field(default_factory=dict)
+    # measured GEMM throughput over a grid of shapes (see read_gemm_shapes): how much of
+    # the best shape's rate a smaller GEMM reaches; None: every GEMM at MAMF
+    gemm_shapes: GemmShapes | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class GemmShapes:
+    """Measured matmul throughput on a grid of (m, n, k), each axis powers of two.
+
+    ``rel[i, j, l]`` is the throughput at (grid[i], grid[j], grid[l]) over the grid's best;
+    :func:`sim.compute.shape_efficiency` interpolates it in log2 space.
+    """
+
+    grid: tuple
+    rel: np.ndarray = field(compare=False)
+    file: str = ""
+
+
+def read_gemm_shapes(path: Path) -> GemmShapes:
+    """A CSV of ``m,n,k,tflops`` rows covering a full grid of powers of two."""
+    import csv
+
+    try:
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.DictReader(
+                ln for ln in fh if ln.strip() and not ln.startswith("#"))]
+        vals = {(int(r["m"]), int(r["n"]), int(r["k"])): float(r["tflops"]) for r in rows}
+    except OSError as e:
+        raise ConfigError(f"cannot read GEMM shape table ({e.strerror})",
+                          file=str(path)) from None
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"expected columns m, n, k, tflops with numbers ({e})",
+                          file=str(path)) from None
+    grid = sorted({d for key in vals for d in key})
+    if len(grid) < 2 or any(g <= 0 or g & (g - 1) for g in grid):
+        raise ConfigError(f"m, n, k must be powers of two, got {grid}", file=str(path))
+    rel = np.zeros((len(grid),) * 3)
+    for i, m in enumerate(grid):
+        for j, n in enumerate(grid):
+            for l_, k in enumerate(grid):
+                v = vals.get((m, n, k))
+                if v is None or v <= 0:
+                    raise ConfigError(f"no positive throughput for m={m} n={n} k={k}",
+                                      file=str(path))
+                rel[i, j, l_] = v
+    return GemmShapes(tuple(grid), rel / rel.max(), str(path))
 
 
 @dataclass(frozen=True)
@@ -227,6 +275,13 @@ def _read_acc(key: str, n: Node) -> Accelerator:
     attn = {d: ae.number(d, low=0.0, high=1.0, low_open=True) for d in ("fwd", "bwd")} \
         if ae.keys() else {}
     ae.done()
+    shapes = None
+    if "gemm_shapes" in n:
+        rel = n.string("gemm_shapes")
+        try:
+            shapes = read_gemm_shapes(Path(n.file).parent / rel)
+        except ConfigError as e:
+            raise n.error("gemm_shapes", str(e)) from None
     acc = Accelerator(
         id=key,
         name=n.string("name"),
@@ -243,6 +298,7 @@ def _read_acc(key: str, n: Node) -> Accelerator:
         price_USD=n.quantity("price", "money"),
         provenance=_provenance(n, set(n.keys())),
         attention_efficiency=attn,
+        gemm_shapes=shapes,
     )
     if acc.idle_power_W > acc.tdp_W:
         raise n.error("idle_power", f"idle power {acc.idle_power_W:g} W exceeds TDP {acc.tdp_W:g} W")

@@ -13,9 +13,12 @@ memory-bound kernels), as in an eager framework without fusion across ops.
 
 from __future__ import annotations
 
+import math
+
 from .catalog import Accelerator, load_catalog
 
-__all__ = ["attention_time", "gemm_time", "hbm_time", "matmul_rate"]
+__all__ = ["attention_time", "gemm_time", "gemms_time", "backward_gemms", "hbm_time",
+           "matmul_rate", "shape_efficiency"]
 
 
 def matmul_rate(acc: Accelerator, precision: str) -> float:
@@ -31,6 +34,50 @@ def matmul_rate(acc: Accelerator, precision: str) -> float:
 def gemm_time(acc: Accelerator, precision: str, flops: float) -> float:
     """Seconds for ``flops`` of matmul work."""
     return flops / matmul_rate(acc, precision) if flops > 0 else 0.0
+
+
+def shape_efficiency(acc: Accelerator, m: float, n: float, k: float) -> float:
+    """Fraction of the matmul rate an (m x k) by (k x n) GEMM reaches on ``acc``: its
+    measured throughput relative to the best shape of the accelerator's table (trilinear
+    in log2 m, n, k, clipped to the table's range: larger GEMMs count as the largest
+    measured); 1 without a table. Smaller GEMMs lose to tile and wave quantization and to
+    their prologue and epilogue."""
+    t = acc.gemm_shapes
+    if t is None:
+        return 1.0
+    lo, hi = math.log2(t.grid[0]), math.log2(t.grid[-1])
+    step = (hi - lo) / (len(t.grid) - 1)
+    idx, frac = [], []
+    for d in (m, n, k):
+        x = (min(max(math.log2(max(d, 1.0)), lo), hi) - lo) / step
+        i = min(int(x), len(t.grid) - 2)
+        idx.append(i)
+        frac.append(x - i)
+    out = 0.0
+    for corner in range(8):
+        w = 1.0
+        ijk = []
+        for a in range(3):
+            bit = (corner >> a) & 1
+            w *= frac[a] if bit else 1.0 - frac[a]
+            ijk.append(idx[a] + bit)
+        if w:
+            out += w * float(t.rel[ijk[0], ijk[1], ijk[2]])
+    return out
+
+
+def gemms_time(acc: Accelerator, precision: str, gemms) -> float:
+    """Seconds for GEMMs given as (m, n, k, count): 2 m n k FLOPs each, at the matmul rate
+    times their shape efficiency."""
+    rate = matmul_rate(acc, precision)
+    return sum(2.0 * m * n * k * c / (rate * shape_efficiency(acc, m, n, k))
+               for m, n, k, c in gemms if m * n * k * c > 0)
+
+
+def backward_gemms(gemms) -> list:
+    """The backward pass of forward GEMMs (m, n, k, count): the input gradient (m, k, n)
+    and the weight gradient (k, n, m), which reduces over the m tokens."""
+    return [g for m, n, k, c in gemms for g in ((m, k, n, c), (k, n, m, c))]
 
 
 def attention_time(acc: Accelerator, precision: str, flops_fwd: float, *,

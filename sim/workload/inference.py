@@ -41,11 +41,18 @@ import simpy
 
 from ..catalog import Catalog, load_catalog
 from ..collectives import collective_time
-from ..compute import attention_time, matmul_rate
+from ..compute import attention_time, gemms_time, matmul_rate
 from ..errors import ConfigError, InfeasibleError
 from ..fabric.fabric import Fabric
 from ..spec import Node, apply_overrides, load_yaml
-from .models import ModelSpec, embedding_params, layer_costs, params_per_layer, read_model
+from .models import (
+    ModelSpec,
+    embedding_params,
+    layer_costs,
+    layer_gemms,
+    params_per_layer,
+    read_model,
+)
 
 __all__ = ["ServiceSpec", "load_service", "simulate_service", "ServiceResult",
            "kv_bytes_per_token", "IterationModel", "plot_service"]
@@ -291,6 +298,13 @@ class IterationModel:
         self.gpus = gpus
         self.f = f
         self._tp_cache: dict[int, float] = {}
+        # layers by kind (MoE or dense) for the GEMMs' shape efficiency at a token count
+        self._kinds: dict[bool, int] = {}
+        for layer in range(m.layers):
+            moe = m.moe is not None and layer >= m.moe.dense_layers
+            self._kinds[moe] = self._kinds.get(moe, 0) + 1
+        self._model = m
+        self._eff_cache: dict[int, float] = {}
         free = acc.hbm_capacity_B * s.tp - self.weight_bytes * s.tp
         workspace = 0.05 * acc.hbm_capacity_B * s.tp  # activations, CUDA graphs, buffers
         self.kv_capacity_tokens = int(max(0.0, (free - workspace) * s.kv_fraction) /
@@ -300,6 +314,19 @@ class IterationModel:
                 f"{s.file or s.name}: parallelism.tp: {m.name} weights need "
                 f"{self.weight_bytes * s.tp / 2**30:.1f} GiB over tp={s.tp}, more than "
                 f"{acc.hbm_capacity_B * s.tp / 2**30:.1f} GiB of HBM leaves room for a KV cache")
+
+    def gemm_efficiency(self, tokens: int) -> float:
+        """Shape efficiency of the layers' GEMMs with ``tokens`` rows (FLOP-weighted, as
+        time: FLOPs at the matmul rate over the time at each GEMM's efficiency)."""
+        e = self._eff_cache.get(tokens)
+        if e is None:
+            flops = t = 0.0
+            for moe, count in self._kinds.items():
+                g = layer_gemms(self._model, tokens, self.tp, 1, moe)
+                flops += count * sum(2.0 * a * b * k * c for a, b, k, c in g)
+                t += count * gemms_time(self.acc, self.precision, g)
+            e = self._eff_cache[tokens] = flops / (t * self.rate) if t > 0 else 1.0
+        return e
 
     def swap_time(self, tokens: int) -> float:
         """Seconds to copy ``tokens`` of KV between HBM and host memory (one direction;
@@ -345,7 +372,8 @@ class IterationModel:
         lin_flops = 2 * self.active_params * tokens / self.tp
         head = self.head_flops_per_seq * decode_seqs + (
             self.head_flops_per_seq if prefill_tokens else 0.0)
-        t_lin = max((lin_flops + head) / self.rate, self.weight_bytes / self.hbm)
+        t_lin = max((lin_flops / self.gemm_efficiency(tokens) + head) / self.rate,
+                    self.weight_bytes / self.hbm)
         per_ctx = 4 * self.layers * self.attn_width / self.tp
         attn_flops = per_ctx * (prefill_attn + decode_context)
         kv_read = self.kv_read_token / self.tp * decode_context  # decode reads its context

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from ..spec import Node
 
-__all__ = ["ModelSpec", "read_model", "LayerCost", "layer_costs", "params_per_layer",
-           "embedding_params"]
+__all__ = ["ModelSpec", "read_model", "LayerCost", "layer_costs", "layer_gemms",
+           "params_per_layer", "embedding_params"]
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,7 @@ class LayerCost:
     ep_bytes_fwd: float  # all-to-all bytes sent per GPU (dispatch + combine) in forward
     cp_bytes_fwd: float  # K/V bytes exchanged around the CP ring in forward
     activation_bytes: float  # kept for backward per micro-batch (after recompute policy)
+    gemms: tuple = ()  # forward GEMMs (m, n, k, count) per GPU: 2 m n k count sum to gemm_fwd
 
     @property
     def flops_fwd(self) -> float:
@@ -231,6 +232,7 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
         ffn_flops = 2 * tokens * _ffn_mats(m) * h * m.ffn
         ffn_inner = m.ffn
     gemm = (attn_proj + ffn_flops) / tp
+    gemms = layer_gemms(m, tokens, tp, ep, moe_layer)
     # --- attention core: QK^T and AV over the full sequence (CP: local queries x all keys)
     s_kv = seq_len
     attn = 2 * b * s * s_kv * a * (qk_dim + v_dim) / tp
@@ -284,4 +286,35 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
         kv = 2 * b * s * (m.kv_heads * d if m.mla is None else m.mla.kv_lora_rank) * e / tp
         cp_bytes = kv * (cp - 1)  # each GPU's K/V shard travels the ring
     return LayerCost(gemm, attn, bytes_fwd, rec_flops, rec_bytes, tp_bytes, tp_colls,
-                     ep_bytes, cp_bytes, kept)
+                     ep_bytes, cp_bytes, kept, gemms)
+
+
+def layer_gemms(m: ModelSpec, tokens: float, tp: int, ep: int, moe_layer: bool) -> tuple:
+    """The forward GEMMs of one layer as (m, n, k, count) on one GPU, weights split over TP
+    along n (as the FLOP count divides every weight by TP); routed experts get the tokens
+    dispatched to each of this GPU's experts."""
+    h, a, d = m.hidden, m.heads, m.head_dim
+    out = []
+    if m.mla is not None:
+        q = m.mla
+        qk = q.qk_nope_head_dim + q.qk_rope_head_dim
+        out += [(tokens, q.q_lora_rank / tp, h, 1), (tokens, a * qk / tp, q.q_lora_rank, 1),
+                (tokens, (q.kv_lora_rank + q.qk_rope_head_dim) / tp, h, 1),
+                (tokens, a * (q.qk_nope_head_dim + q.v_head_dim) / tp, q.kv_lora_rank, 1),
+                (tokens, h / tp, a * q.v_head_dim, 1)]
+    else:
+        out += [(tokens, (a + 2 * m.kv_heads) * d / tp, h, 1), (tokens, h, a * d / tp, 1)]
+    up = _ffn_mats(m) - 1  # gate and up projections in one GEMM for SwiGLU
+    if moe_layer:
+        e = m.moe
+        local = e.experts / ep
+        per_expert = tokens * e.top_k / local
+        out += [(per_expert, up * e.expert_ffn / tp, h, local),
+                (per_expert, h, e.expert_ffn / tp, local),
+                (tokens, e.experts / tp, h, 1)]  # router
+        if e.shared_experts:
+            sff = (e.shared_ffn or e.expert_ffn) * e.shared_experts
+            out += [(tokens, up * sff / tp, h, 1), (tokens, h, sff / tp, 1)]
+    else:
+        out += [(tokens, up * m.ffn / tp, h, 1), (tokens, h, m.ffn / tp, 1)]
+    return tuple(out)

@@ -39,7 +39,7 @@ from ..catalog import Catalog, load_catalog
 from ..collectives import collective_time
 from ..collectives.algorithms import PhaseSpec, pair_phase
 from ..collectives.timing import CompiledPhase, _capacity, _compile_phase
-from ..compute import attention_time, gemm_time, hbm_time
+from ..compute import attention_time, backward_gemms, gemm_time, gemms_time, hbm_time
 from ..errors import InfeasibleError
 from ..fabric.fabric import Fabric
 from ..network import make_network
@@ -418,11 +418,11 @@ class _Stage:
             fwd += k_fwd * ko
             bwd += (2 * k_fwd + k_rec) * ko
             rec_attn = c.attn_fwd if w.recompute != "none" else 0.0  # both policies redo it
-            fwd += gemm_time(acc, prec, c.gemm_fwd) + attn(c.attn_fwd) + \
-                hbm_time(acc, c.bytes_fwd)
-            bwd += 2 * gemm_time(acc, prec, c.gemm_fwd) + attn(c.attn_fwd, backward=True) + \
-                2 * hbm_time(acc, c.bytes_fwd) + \
-                gemm_time(acc, prec, c.recompute_flops - rec_attn) + attn(rec_attn) + \
+            g_fwd = gemms_time(acc, prec, c.gemms)  # each GEMM at its shape's efficiency
+            fwd += g_fwd + attn(c.attn_fwd) + hbm_time(acc, c.bytes_fwd)
+            bwd += gemms_time(acc, prec, backward_gemms(c.gemms)) + \
+                attn(c.attn_fwd, backward=True) + 2 * hbm_time(acc, c.bytes_fwd) + \
+                (g_fwd if w.recompute == "full" else 0.0) + attn(rec_attn) + \
                 hbm_time(acc, c.recompute_bytes)
             tp_fwd += tp_t
             ep_fwd += c.ep_bytes_fwd
@@ -448,10 +448,11 @@ class _Stage:
         self.head_fwd = self.head_bwd = 0.0
         if s == w.pp - 1:
             tokens = w.micro_batch * w.seq_len / w.cp
-            hf = 2 * tokens * m.hidden * m.vocab / w.tp
+            head = [(tokens, m.vocab / w.tp, m.hidden, 1)]  # the output layer's GEMM
             logits = tokens * m.vocab / w.tp  # this GPU's vocabulary shard of the logits
-            self.head_fwd = gemm_time(acc, prec, hf) + hbm_time(acc, CE_FWD_BYTES * logits)
-            self.head_bwd = 2 * gemm_time(acc, prec, hf) + hbm_time(acc, CE_BWD_BYTES * logits)
+            self.head_fwd = gemms_time(acc, prec, head) + hbm_time(acc, CE_FWD_BYTES * logits)
+            self.head_bwd = gemms_time(acc, prec, backward_gemms(head)) + \
+                hbm_time(acc, CE_BWD_BYTES * logits)
         self.activation_bytes = c0.tp_bytes_fwd / (w.tp if w.sequence_parallel else 1) \
             if w.tp > 1 else w.micro_batch * w.seq_len / w.cp * m.hidden * 2
         d_params = sum(params_per_layer(m, c)[0] for c in range(len(costs)))
