@@ -278,8 +278,11 @@ def _read_acc(key: str, n: Node) -> Accelerator:
     shapes = None
     if "gemm_shapes" in n:
         rel = n.string("gemm_shapes")
+        path = Path(n.file).parent / rel  # beside the entry's file, else the bundled one
+        if not path.exists() and (BUNDLED_CATALOG / rel).exists():
+            path = BUNDLED_CATALOG / rel
         try:
-            shapes = read_gemm_shapes(Path(n.file).parent / rel)
+            shapes = read_gemm_shapes(path)
         except ConfigError as e:
             raise n.error("gemm_shapes", str(e)) from None
     acc = Accelerator(

@@ -442,3 +442,22 @@ def test_blank_as_of_is_rejected(tmp_path):
     with pytest.raises(ConfigError) as ei:
         Catalog().read_dir(d)
     assert ei.value.field == "links.L.as_of"
+
+
+@pytest.mark.parametrize("csv_text, fragment", [
+    (None, "cannot read GEMM shape table"),
+    ("m,n,k,tflops\n256,256,256,1\n512,512,512,2\n", "no positive throughput for m=256 n=256 k=512"),
+    ("m,n,k,tflops\n" + "".join(f"{a},{b},{c},1\n" for a in (3, 6) for b in (3, 6)
+                                for c in (3, 6)), "powers of two"),
+    ("m,n,k,speed\n256,256,256,1\n", "expected columns m, n, k, tflops"),
+])
+def test_bad_gemm_shape_table_names_entry_and_file(tmp_path, csv_text, fragment):
+    d = _write_catalog(tmp_path, {"acc.yaml": {"accelerators": {
+        "X": _h100(gemm_shapes="mine.csv")}}})
+    if csv_text is not None:
+        (d / "mine.csv").write_text(csv_text)
+    with pytest.raises(ConfigError) as ei:
+        Catalog().read_dir(d)
+    msg = str(ei.value)
+    assert ei.value.field == "accelerators.X.gemm_shapes"
+    assert str(d / "mine.csv") in msg and fragment in msg and "\n" not in msg

@@ -1,12 +1,24 @@
-"""The compute roofline's closed forms: GEMMs at MAMF, fused attention at its measured
-rate (FlashAttention's FLOP convention), elementwise kernels at HBM speed."""
+"""The compute roofline's closed forms: GEMMs at MAMF times their measured shape
+efficiency, fused attention at its measured rate (FlashAttention's FLOP convention),
+elementwise kernels at HBM speed."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from sim.catalog import load_catalog
-from sim.compute import attention_time, gemm_time, hbm_time, matmul_rate
+from sim.compute import (
+    attention_time,
+    backward_gemms,
+    gemm_time,
+    gemms_time,
+    hbm_time,
+    matmul_rate,
+    shape_efficiency,
+)
+from sim.workload.models import layer_costs
 
 CAT = load_catalog()
 H100 = CAT.accelerators["H100-SXM"]
@@ -40,3 +52,48 @@ def test_attention_without_measurements_runs_as_gemms():
 def test_hbm_time():
     eff = CAT.compute.hbm_efficiency
     assert hbm_time(H100, 3.35e12) == pytest.approx(1 / eff, rel=1e-9)
+
+
+def _table(name):
+    rows = {}
+    for line in (Path(__file__).resolve().parents[1] / "topologies" / "catalog" / "gemm" /
+                 name).read_text().splitlines():
+        if line and not line.startswith(("#", "m,")):
+            m, n, k, v = line.split(",")
+            rows[(int(m), int(n), int(k))] = float(v)
+    return rows
+
+
+def test_shape_efficiency_is_the_measured_table_relative_to_its_best():
+    t = _table("xla-sm90-bf16.csv")
+    best = max(t.values())
+    for key in [(1024, 4096, 4096), (4096, 2048, 2048), (256, 2048, 2048), (512, 256, 1024)]:
+        assert shape_efficiency(H100, *key) == pytest.approx(t[key] / best, rel=1e-12)
+    # between grid points: geometric midpoint in m interpolates linearly in log2 m
+    mid = shape_efficiency(H100, 1024 * 2**0.5, 4096, 4096)
+    assert mid == pytest.approx((t[(1024, 4096, 4096)] + t[(2048, 4096, 4096)]) / 2 / best)
+    # beyond the table: as its edge
+    assert shape_efficiency(H100, 16384, 16384, 16384) == pytest.approx(1.0)
+    assert shape_efficiency(H100, 64, 4096, 4096) == shape_efficiency(H100, 256, 4096, 4096)
+    assert shape_efficiency(A100, 64, 64, 64) == 1.0  # no table: MAMF for every shape
+
+
+def test_gemms_time_and_backward():
+    g = [(4096, 6144, 2048, 1), (4096, 2048, 2048, 2)]
+    flops = sum(2 * m * n * k * c for m, n, k, c in g)
+    assert gemms_time(A100, "bf16", g) == pytest.approx(gemm_time(A100, "bf16", flops))
+    assert gemms_time(H100, "bf16", g) > gemm_time(H100, "bf16", flops)
+    bwd = backward_gemms(g)
+    assert sum(2 * m * n * k * c for m, n, k, c in bwd) == 2 * flops
+    # input gradient (m, k, n) and weight gradient reducing over the tokens (k, n, m)
+    assert bwd[:2] == [(4096, 2048, 6144, 1), (2048, 6144, 4096, 1)]
+
+
+@pytest.mark.parametrize("model, tp, ep", [("gpt3-175b", 8, 1), ("llama3-70b", 4, 1),
+                                           ("mixtral-8x7b", 2, 4), ("deepseek-v3", 8, 8)])
+def test_layer_gemms_carry_the_layer_flops(model, tp, ep):
+    m = CAT.models[model]
+    for layer in (0, m.layers - 1):
+        c = layer_costs(m, micro_batch=2, seq_len=4096, tp=tp, ep=ep, layer=layer)
+        assert sum(2 * a * b * k * n for a, b, k, n in c.gemms) == \
+            pytest.approx(c.gemm_fwd, rel=1e-12)

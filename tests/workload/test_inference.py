@@ -72,11 +72,11 @@ def test_elementwise_bytes_closed_form(dgx):
         assert it.elem_token == pytest.approx(80 * per_layer, rel=1e-12)
         # a decode step pays it per token: doubling the batch at zero context adds it once
         # more per added token (weights are read once either way, below the ridge)
-        t1, _ = it.time(0, 0.0, 64, 0.0)
-        t2, _ = it.time(0, 0.0, 128, 0.0)
+        t1, _ = it.time(0, 0.0, 16, 0.0)
+        t2, _ = it.time(0, 0.0, 32, 0.0)
         hbm = CAT.accelerators["H100-SXM"].hbm_bandwidth_Bps * CAT.compute.hbm_efficiency
-        comm = it._tp_time(128) - it._tp_time(64)
-        assert t2 - t1 == pytest.approx(64 * it.elem_token / hbm + comm, rel=1e-9)
+        comm = it._tp_time(32) - it._tp_time(16)
+        assert t2 - t1 == pytest.approx(16 * it.elem_token / hbm + comm, rel=1e-9)
 
 
 def test_decode_attention_per_query_head_reads_kv_once_per_query_head(dgx):
