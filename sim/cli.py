@@ -280,13 +280,15 @@ def _validate(args: argparse.Namespace) -> int:
         summarize_errors,
         training_cases,
         trtllm_cases,
+        trtllm_ifb_cases,
     )
 
     if args.what == "inference":
         static = trtllm_cases(extra=True)
+        ifb = trtllm_ifb_cases()
         mlperf = mlperf_cases()
         if args.json:
-            print(pd.concat([static, mlperf]).to_json(orient="records", indent=1))
+            print(pd.concat([static, ifb, mlperf]).to_json(orient="records", indent=1))
             return 0
         cols = ["case", "measured", "predicted", "error_pct", "setting"]
         fmt = {"float_format": lambda x: f"{x:.1f}", "index": False}
@@ -306,6 +308,16 @@ def _validate(args: argparse.Namespace) -> int:
                              abs_err=more["error_pct"].abs())
             print(by.groupby("release")["abs_err"].agg(["count", "median", "max"])
                   .round(1).to_string())
+            print("\nTensorRT-LLM in-flight batching, all requests at once (experiments/"
+                  "validation/trtllm_ifb.tsv):")
+            print(ifb[cols].to_string(**fmt))
+            ok = ifb[ifb["status"] == "ok"].assign(abs_err=lambda d: d["error_pct"].abs(),
+                                                   signed=lambda d: d["error_pct"])
+            print(ok.groupby("release")[["abs_err", "signed"]]
+                  .agg({"abs_err": ["count", "median", "max"], "signed": ["median"]})
+                  .round(1).to_string())
+            for _, r in ifb[ifb["status"] != "ok"].iterrows():
+                print(f"  {r['case']}: {r['status']}")
             print("\nMLPerf Inference v4.1 llama2-70b, 8x H100:")
             print(mlperf[["case", "status", "measured", "predicted", "error_pct",
                           "setting"]].to_string(**fmt))

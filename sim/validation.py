@@ -20,12 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 from .collectives import collective_time
-from .errors import ConfigError, SimError
+from .errors import ConfigError, InfeasibleError, SimError
 from .fabric import nvswitch_node
 from .spec import Node
 
 __all__ = ["validation_dir", "collective_cases", "summarize_errors", "training_cases",
-           "trtllm_cases", "mlperf_cases", "mlperf_offline", "mlperf_server"]
+           "trtllm_cases", "trtllm_ifb_cases", "mlperf_cases", "mlperf_offline", "mlperf_server"]
 
 
 def validation_dir() -> Path:
@@ -303,6 +303,63 @@ def trtllm_cases(extra: bool = True) -> pd.DataFrame:
                                     int(r["input"]), int(r["output"]), r["precision"],
                                     float(r["out_tok_s_per_gpu"]), r["release"],
                                     "trtllm_perf.tsv " + r["source"]))
+    return pd.DataFrame(rows)
+
+
+_IFB_NODES = {"H100": "DGX-H100", "H200": "HGX-H200", "A100": "DGX-A100"}
+_IFB_POLICY = {"max_utilization": "recompute", "guaranteed_no_evict": "none"}
+
+
+def trtllm_ifb_cases(releases: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """TensorRT-LLM in-flight batching rows (``experiments/validation/trtllm_ifb.tsv``,
+    NVIDIA's perf-overview v0.10/v0.11): every request queued at once, fixed lengths, the
+    engine's max batch and max tokens per iteration, chunked context, the run's scheduler
+    policy (MAX_UTILIZATION pauses and recomputes: our ``recompute``; GUARANTEED_NO_EVICT
+    reserves whole sequences: our ``none``) and KV-cache memory fraction. Output tokens/s of
+    one engine (tp GPUs)."""
+    from .workload.inference import Lengths, simulate_service
+
+    path = _extra_dir() / "trtllm_ifb.tsv"
+    try:
+        with open(path, newline="") as fh:
+            lines = [ln for ln in fh if not ln.startswith("#")]
+    except FileNotFoundError:
+        raise ConfigError("published TensorRT-LLM rows not found (run from a checkout "
+                          "of the repository)", file=str(path)) from None
+    rows = []
+    for r in csv.DictReader(lines, delimiter="\t"):
+        if releases and r["release"] not in releases:
+            continue
+        tp, isl, osl = int(r["tp"]), int(r["input"]), int(r["output"])
+        fp8 = r["precision"] == "fp8"
+        cid = (f"IFB-{r['release']}-{r['gpu']}-{r['model']}-{r['precision']}-tp{tp}-"
+               f"{isl}/{osl}")
+        try:
+            policy = _IFB_POLICY[r["scheduler"]]
+            node = _IFB_NODES[r["gpu"]]
+        except KeyError as e:
+            raise ConfigError(f"unknown value {e}", file=str(path), field=cid) from None
+        s = _service(cid, r["model"], tp, 1, r["precision"], kv_bytes=1 if fp8 else 2,
+                     max_batch=int(r["max_batch"]), token_budget=int(r["max_num_tokens"]),
+                     chunked_prefill=True, kv_fraction=float(r["kv_fraction"]),
+                     preemption=policy, decode_attention=_trtllm_attention(r["release"]),
+                     arrival="all-at-once", rate=float(r["requests"]),
+                     prompt=Lengths("fixed", isl), output=Lengths("fixed", osl))
+        meas = float(r["out_tok_s"])
+        try:
+            res = simulate_service(nvswitch_node(node), s, 1.0)
+        except InfeasibleError as e:
+            rows.append({"case": cid, "release": r["release"], "status": f"infeasible: {e}",
+                         "measured": meas, "predicted": math.nan, "error_pct": math.nan,
+                         "setting": ""})
+            continue
+        pred = res.summary["throughput_tokens_per_s"]
+        rows.append({"case": cid, "release": r["release"], "status": "ok",
+                     "metric": "out tok/s (engine)", "measured": meas, "predicted": pred,
+                     "error_pct": (pred / meas - 1) * 100,
+                     "setting": f"{r['requests']} requests, batch {r['max_batch']}, "
+                                f"{r['max_num_tokens']} tokens/iteration, {r['scheduler']}, "
+                                f"preemptions {res.summary['preemptions']}"})
     return pd.DataFrame(rows)
 
 

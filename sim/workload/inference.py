@@ -6,7 +6,12 @@ request that has its prompt processed decodes one token, and waiting prompts are
 in chunks within a per-iteration token budget, as long as the KV cache has room. A full
 cache preempts the newest request: its KV is dropped and its prompt plus the tokens it
 has generated are prefilled again when it resumes, or (``preemption: swap``) its KV is
-copied to host memory over the GPU's PCIe link and back, blocking those iterations.
+copied to host memory over the GPU's PCIe link and back, blocking those iterations. With
+``preemption: none`` (TensorRT-LLM's GUARANTEED_NO_EVICT policy) a request is admitted only
+when the cache can hold its whole sequence, prompt plus output tokens, next to the whole
+sequences of the running requests, so nothing is ever preempted; the request's output
+length stands for the max_tokens it reserves (the TensorRT-LLM benchmarks ignore EOS, so
+the two are equal there).
 
 Iteration time is a roofline per GPU (:mod:`sim.compute`): linear layers cost
 2 x active parameters x tokens FLOPs at the measured matmul rate, but cannot run faster
@@ -107,7 +112,9 @@ class ServiceSpec:
     decode_attention: str = "grouped"
     # a full KV cache preempts the newest request: "recompute" drops its KV and later
     # prefills prompt + generated tokens again (vLLM's default); "swap" copies its KV to
-    # host memory over the GPU's PCIe link and back when it resumes
+    # host memory over the GPU's PCIe link and back when it resumes; "none" admits a
+    # request only if its whole sequence fits with those running (TensorRT-LLM's
+    # GUARANTEED_NO_EVICT), so none is preempted
     preemption: str = "recompute"
     static_batch: int | None = None
     prefill_replicas: int | None = None  # disaggregated: this many prefill-only replicas
@@ -212,7 +219,7 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
         static_batch=b.integer("static_batch", None, minimum=1),
         decode_attention=b.string("decode_attention", "grouped",
                                   choices=("grouped", "per_query_head")),
-        preemption=b.string("preemption", "recompute", choices=("recompute", "swap")),
+        preemption=b.string("preemption", "recompute", choices=("recompute", "swap", "none")),
         prefill_replicas=doc.sub("disaggregation", {}).integer("prefill_replicas", None,
                                                                minimum=1),
         arrival=a.string("process", "poisson", choices=("poisson", "gamma", "trace",
@@ -498,6 +505,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
     sw_pre = np.zeros(n, np.int64)
     sw_made = np.zeros(n, np.int64)
     kv_time = np.full(n, np.nan)  # seconds the KV transfer took
+    res_of = np.zeros(n, np.int64)  # preemption "none": tokens reserved at admission
     pre_of = np.full(n, -1, np.int64)
     phases: dict = {}
     if n_pre:
@@ -566,6 +574,8 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
         st_made = np.zeros(64, np.int64)
         n_run = 0
         kv_used = 0  # this replica's KV in its running requests (kv_held adds KV in flight)
+        kv_res = 0  # preemption "none": whole sequences reserved by the running requests
+        no_evict = s.preemption == "none"
         while True:
             if not n_run and not queues[r]:
                 if env.now - t0 >= duration_s and not np.isnan(finish).any():
@@ -614,6 +624,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 dec_idx = dec_idx[:0]
             # grow the cache by one token per decode; preempt the newest if full
             swap_tokens = 0
+            assert not (no_evict and kv_used + len(dec_idx) > model.kv_capacity_tokens)
             while kv_used + len(dec_idx) > model.kv_capacity_tokens and n_run:
                 n_run -= 1
                 victim = int(st_ids[n_run])
@@ -650,6 +661,12 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 need = int(sw_tok[i]) if sw_tok[i] else int(tgt[i])
                 if kv_used + kv_held[r] + need + 1 > model.kv_capacity_tokens:
                     break  # admission: the prompt (or the swapped KV) must fit
+                if no_evict:  # ... and, with no eviction, the whole sequence
+                    whole = int(tgt[i]) if prefill_only else int(plen[i] + olen[i])
+                    if kv_res + kv_held[r] + whole > model.kv_capacity_tokens:
+                        break
+                    kv_res += whole
+                    res_of[i] = whole
                 if n_run == len(st_ids):  # grow the slot arrays
                     st_ids, st_pre, st_made = (np.concatenate([x, np.zeros_like(x)])
                                                for x in (st_ids, st_pre, st_made))
@@ -709,6 +726,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 fin = np.flatnonzero(mk >= 1)
                 for j in fin.tolist():
                     i = int(ids[j])
+                    kv_res -= int(res_of[i])
                     if mk[j] >= olen[i]:  # a one-token answer is done here
                         finish[i] = now
                         kv_used -= int(tgt[i])
@@ -733,6 +751,7 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 fid = ids[fin]
                 finish[fid] = now
                 kv_used -= int((tgt[fid] + np.maximum(mk[fin] - base[fid] - 1, 0)).sum())
+                kv_res -= int(res_of[fid].sum())
                 outstanding[r] -= len(fin)
                 keep = np.ones(n_run, bool)
                 keep[fin] = False

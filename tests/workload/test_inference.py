@@ -175,6 +175,28 @@ def test_small_kv_cache_preempts(dgx, mode):
         assert m["swapped_tokens"] > 0 and m["swapped_tokens"] % 2 == 0  # out, then in
 
 
+def test_no_evict_reserves_whole_sequences(dgx):
+    """preemption: none (TensorRT-LLM's GUARANTEED_NO_EVICT) never preempts: a request is
+    admitted only when prompt + output tokens fit beside the running requests' whole
+    sequences, so at most capacity // (prompt + output) run at once; MAX_UTILIZATION-like
+    recompute packs more requests into the same cache and has to preempt."""
+    P, N = 300, 500  # prompt and output tokens
+    kw = dict(kv_fraction=0.004, rate=40.0, replicas=1, prompt=Lengths("fixed", P),
+              output=Lengths("fixed", N))
+    s = _service(preemption="none", **kw)
+    cap = IterationModel(s, dgx, dgx.accelerators[:2]).kv_capacity_tokens
+    assert 2 * (P + N) < cap < 20 * (P + N)  # a cache of a few whole sequences
+    r = simulate_service(dgx, s, 30.0)
+    req, m = r.requests, r.summary
+    assert m["preemptions"] == 0 and m["kv_tokens_left"] == 0
+    assert req["finish_s"].notna().all()
+    t = req["first_token_s"].to_numpy()
+    running = [((t <= x) & (req["finish_s"].to_numpy() > x)).sum() for x in t]
+    assert max(running) == cap // (P + N)  # the queue keeps the cache full of reservations
+    greedy = simulate_service(dgx, _service(preemption="recompute", **kw), 30.0).summary
+    assert greedy["preemptions"] > 0
+
+
 def test_swap_time_over_the_host_link(dgx):
     """Each GPU copies its KV shard over its own PCIe 5.0 x16 link (DGX H100)."""
     s = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1,
