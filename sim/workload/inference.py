@@ -255,6 +255,10 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
 
 
 # ------------------------------------------------------------------ iteration cost
+# rows of the smallest GEMMs in the measured shape tables (topologies/catalog/gemm/)
+GEMM_M_MEASURED = 256
+
+
 class IterationModel:
     """Time of one iteration of a replica as a function of its tokens (see module doc)."""
 
@@ -335,6 +339,24 @@ class IterationModel:
             e = self._eff_cache[tokens] = flops / (t * self.rate) if t > 0 else 1.0
         return e
 
+    def _linear_time(self, tokens: int, head: float) -> float:
+        """The linear layers' GEMMs over ``tokens`` rows (plus ``head`` FLOPs of the LM
+        head): their FLOPs at the shape-efficient matmul rate, but no faster than streaming
+        the weights from HBM. Below ``GEMM_M_MEASURED`` rows (the smallest m of the measured
+        shape tables) a GEMM's time is affine in m: streaming the weights at m -> 0, plus
+        a compute share growing with m up to the time at GEMM_M_MEASURED rows; the measured
+        H100 table shows the roofline's max() too fast there (256 x 4096 x 4096 BF16 takes
+        20.5 us, 1.55 x streaming its weights, though its FLOPs alone would take 11 us)."""
+        t_w = self.weight_bytes / self.hbm
+
+        def roofline(m: int) -> float:
+            lin = 2 * self.active_params * m / self.tp
+            return max((lin / self.gemm_efficiency(m) + head) / self.rate, t_w)
+
+        if tokens >= GEMM_M_MEASURED:
+            return roofline(tokens)
+        return t_w + tokens / GEMM_M_MEASURED * (roofline(GEMM_M_MEASURED) - t_w)
+
     def swap_time(self, tokens: int) -> float:
         """Seconds to copy ``tokens`` of KV between HBM and host memory (one direction;
         each GPU its shard over its own host link)."""
@@ -379,8 +401,7 @@ class IterationModel:
         lin_flops = 2 * self.active_params * tokens / self.tp
         head = self.head_flops_per_seq * decode_seqs + (
             self.head_flops_per_seq if prefill_tokens else 0.0)
-        t_lin = max((lin_flops / self.gemm_efficiency(tokens) + head) / self.rate,
-                    self.weight_bytes / self.hbm)
+        t_lin = self._linear_time(tokens, head)
         per_ctx = 4 * self.layers * self.attn_width / self.tp
         attn_flops = per_ctx * (prefill_attn + decode_context)
         kv_read = self.kv_read_token / self.tp * decode_context  # decode reads its context

@@ -71,12 +71,44 @@ def test_elementwise_bytes_closed_form(dgx):
         per_layer = (4 * h + 4 * h + 3 * f / tp + 3 * a * d / tp) * 2
         assert it.elem_token == pytest.approx(80 * per_layer, rel=1e-12)
         # a decode step pays it per token: doubling the batch at zero context adds it once
-        # more per added token (weights are read once either way, below the ridge)
+        # more per added token, besides the GEMMs' share of the larger batch
         t1, _ = it.time(0, 0.0, 16, 0.0)
         t2, _ = it.time(0, 0.0, 32, 0.0)
         hbm = CAT.accelerators["H100-SXM"].hbm_bandwidth_Bps * CAT.compute.hbm_efficiency
         comm = it._tp_time(32) - it._tp_time(16)
-        assert t2 - t1 == pytest.approx(16 * it.elem_token / hbm + comm, rel=1e-9)
+        gemms = it._linear_time(32, 32 * it.head_flops_per_seq) - \
+            it._linear_time(16, 16 * it.head_flops_per_seq)
+        assert t2 - t1 == pytest.approx(16 * it.elem_token / hbm + comm + gemms, rel=1e-9)
+
+
+def test_small_batch_gemms_between_streaming_and_the_measured_shapes(dgx):
+    """Below the tables' smallest m (256 rows) the linear layers take the time to stream
+    their weights plus a share of compute affine in m, continuous with the measured-shape
+    roofline at 256 rows; above it, the roofline (the larger of FLOPs at the shape's
+    efficiency and streaming the weights)."""
+    from sim.workload.inference import GEMM_M_MEASURED
+
+    s = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1)
+    it = IterationModel(s, dgx, dgx.accelerators[:2])
+    acc = CAT.accelerators["H100-SXM"]
+    t_w = it.weight_bytes / (acc.hbm_bandwidth_Bps * CAT.compute.hbm_efficiency)
+    rate = matmul_rate(acc, "fp8")
+
+    def roofline(m):
+        return max(2 * it.active_params * m / 2 / it.gemm_efficiency(m) / rate, t_w)
+
+    m0 = GEMM_M_MEASURED
+    assert m0 == 256
+    # FLOPs alone would be faster than streaming at 64 rows: the max() roofline says t_w
+    assert 2 * it.active_params * 64 / 2 / it.gemm_efficiency(64) / rate < t_w
+    for m in (1, 64, 128, 255):
+        assert it._linear_time(m, 0.0) == pytest.approx(
+            t_w + m / m0 * (roofline(m0) - t_w), rel=1e-12)
+    assert it._linear_time(1, 0.0) == pytest.approx(t_w, rel=0.01)
+    assert roofline(m0) > 1.2 * t_w  # the measured 256-row shapes are slower than streaming
+    assert it._linear_time(m0 - 1, 0.0) == pytest.approx(it._linear_time(m0, 0.0), rel=0.01)
+    for m in (256, 1024, 4096):
+        assert it._linear_time(m, 0.0) == pytest.approx(roofline(m), rel=1e-12)
 
 
 def test_decode_attention_per_query_head_reads_kv_once_per_query_head(dgx):
