@@ -67,7 +67,8 @@ __all__ = ["ServiceSpec", "load_service", "simulate_service", "ServiceResult",
 class Lengths:
     """A token-length distribution: fixed, uniform, normal, lognormal, or empirical (a
     data set's own lengths: drawn without replacement while they last, as a benchmark
-    issues each sample once, then with replacement). Integers >= 1."""
+    issues each sample once, then with replacement; a service whose prompt and output
+    lengths are both empirical with as many values draws them as pairs). Integers >= 1."""
 
     dist: str = "fixed"
     mean: float = 128.0
@@ -89,6 +90,10 @@ class Lengths:
         else:  # lognormal with the given mean
             mu = math.log(self.mean) - self.sigma**2 / 2
             x = rng.lognormal(mu, self.sigma, n)
+        return self.clip(x)
+
+    def clip(self, x) -> np.ndarray:
+        """Lengths rounded and clipped to [max(1, low), high]."""
         return np.clip(np.rint(x), max(1, self.low), self.high).astype(np.int64)
 
 
@@ -449,7 +454,20 @@ def _arrivals(s: ServiceSpec, duration: float, rng: np.random.Generator):
             t = np.concatenate([t, t[-1] + np.cumsum(more)])
         t = t[t <= duration]
         n = len(t)
+    if paired_lengths(s.prompt, s.output):
+        # one data set's two columns: sample i keeps its own prompt and output
+        m = len(s.prompt.values)
+        idx = rng.permutation(m)[:n] if n <= m else rng.choice(m, n)
+        return t, s.prompt.clip(np.asarray(s.prompt.values)[idx]), \
+            s.output.clip(np.asarray(s.output.values)[idx])
     return t, s.prompt.sample(rng, n), s.output.sample(rng, n)
+
+
+def paired_lengths(prompt: Lengths, output: Lengths) -> bool:
+    """Prompt and output lengths both empirical with as many values: drawn as pairs (the
+    i-th prompt with the i-th output), as a data set's two columns."""
+    return (prompt.dist == output.dist == "empirical" and
+            len(prompt.values) == len(output.values))
 
 
 @dataclass

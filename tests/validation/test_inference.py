@@ -91,6 +91,22 @@ def test_mlperf_prompt_lengths_are_the_data_set():
     assert sum(p.values) == 5_463_976 and p.mean == pytest.approx(222.33, abs=0.01)
 
 
+def test_mlperf_output_lengths_are_the_data_sets_pairs():
+    """The data set's reference output lengths, line by line with the prompts; scaled to
+    the run's 290.3 tokens per sample and capped at max_new_tokens 1024; the MLPerf
+    service draws (prompt, output) pairs."""
+    from sim.validation import _mlperf_service, mlperf_output_lengths
+    from sim.workload.inference import paired_lengths
+
+    ref = mlperf_output_lengths()
+    assert len(ref.values) == 24576 and sum(ref.values) == 5_379_553
+    assert min(ref.values) == 3 and max(ref.values) == 1016
+    scaled = mlperf_output_lengths(290.3)
+    assert max(scaled.values) == 1024 and scaled.mean == pytest.approx(290.3, rel=0.01)
+    s = _mlperf_service(290.3, 896, arrival="all-at-once", rate=10.0)
+    assert paired_lengths(s.prompt, s.output)
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="Offline over-predicted by ~20% over the run's "
                    "192,000 samples (data set's own prompts, no calibration): large-batch "

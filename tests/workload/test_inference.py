@@ -351,6 +351,28 @@ def test_empirical_lengths_from_a_file(tmp_path):
     assert sorted(capped) == [5, 100]
 
 
+def test_empirical_prompt_and_output_lengths_drawn_as_pairs(dgx):
+    """Both empirical with as many values: the i-th prompt goes with the i-th output (a
+    data set's two columns), first each pair once, then with replacement; otherwise the
+    two are drawn independently."""
+    prompts = tuple(range(10, 110))
+    outputs = tuple(2 * p for p in prompts)
+    for n, rate in ((100, 100.0), (300, 300.0)):
+        s = _service(replicas=1, arrival="all-at-once", rate=rate,
+                     prompt=Lengths("empirical", 60.0, values=prompts),
+                     output=Lengths("empirical", 120.0, values=outputs))
+        req = simulate_service(dgx, s, 1.0).requests
+        assert len(req) == n
+        assert (req["output_tokens"] == 2 * req["prompt_tokens"]).all()
+        if n == 100:
+            assert sorted(req["prompt_tokens"]) == list(prompts)
+    s = _service(replicas=1, arrival="all-at-once", rate=99.0,
+                 prompt=Lengths("empirical", 60.0, values=prompts),
+                 output=Lengths("empirical", 120.0, values=outputs[:-1]))
+    req = simulate_service(dgx, s, 1.0).requests
+    assert (req["output_tokens"] != 2 * req["prompt_tokens"]).any()
+
+
 @pytest.mark.parametrize("text, match", [("12\nabc\n", "line 2: expected a token length"),
                                          ("0\n", "line 1"), ("# empty\n", "no lengths")])
 def test_bad_lengths_file_one_line(tmp_path, capsys, text, match):
