@@ -266,6 +266,18 @@ def _extra_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "experiments" / "validation"
 
 
+def _extra_rows(name: str) -> list[dict]:
+    """Rows of a tab-separated file of ``experiments/validation/`` ('#' lines are notes)."""
+    path = _extra_dir() / name
+    try:
+        with open(path, newline="") as fh:
+            lines = [ln for ln in fh if not ln.startswith("#")]
+    except FileNotFoundError:
+        raise ConfigError("published rows not found (run from a checkout of the "
+                          "repository)", file=str(path)) from None
+    return list(csv.DictReader(lines, delimiter="\t"))
+
+
 def trtllm_cases(extra: bool = True) -> pd.DataFrame:
     """TensorRT-LLM static-batch rows: those of inference.tsv and, with ``extra``, the
     further published rows of ``experiments/validation/trtllm_perf.tsv`` (other releases,
@@ -289,14 +301,7 @@ def trtllm_cases(extra: bool = True) -> pd.DataFrame:
                                     isl, osl, prec, _count(m.group(5)), rel,
                                     "inference.tsv (notes)"))
     if extra:
-        path = _extra_dir() / "trtllm_perf.tsv"
-        try:
-            with open(path, newline="") as fh:
-                lines = [ln for ln in fh if not ln.startswith("#")]
-        except FileNotFoundError:
-            raise ConfigError("published TensorRT-LLM rows not found (run from a checkout "
-                              "of the repository)", file=str(path)) from None
-        for r in csv.DictReader(lines, delimiter="\t"):
+        for r in _extra_rows("trtllm_perf.tsv"):
             cid = (f"TRTLLM-{r['release']}-{r['gpu']}-{r['model']}-b{r['batch']}-"
                    f"{r['input']}/{r['output']}")
             rows.append(_static_row(cid, r["model"], r["gpu"], int(r["tp"]), int(r["batch"]),
@@ -320,14 +325,8 @@ def trtllm_ifb_cases(releases: tuple[str, ...] | None = None) -> pd.DataFrame:
     from .workload.inference import Lengths, simulate_service
 
     path = _extra_dir() / "trtllm_ifb.tsv"
-    try:
-        with open(path, newline="") as fh:
-            lines = [ln for ln in fh if not ln.startswith("#")]
-    except FileNotFoundError:
-        raise ConfigError("published TensorRT-LLM rows not found (run from a checkout "
-                          "of the repository)", file=str(path)) from None
     rows = []
-    for r in csv.DictReader(lines, delimiter="\t"):
+    for r in _extra_rows(path.name):
         if releases and r["release"] not in releases:
             continue
         tp, isl, osl = int(r["tp"]), int(r["input"]), int(r["output"])
