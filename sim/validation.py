@@ -317,7 +317,7 @@ _IFB_POLICY = {"max_utilization": "recompute", "guaranteed_no_evict": "none"}
 
 def trtllm_ifb_cases(releases: tuple[str, ...] | None = None) -> pd.DataFrame:
     """TensorRT-LLM in-flight batching rows (``experiments/validation/trtllm_ifb.tsv``,
-    NVIDIA's perf-overview v0.10/v0.11): every request queued at once, fixed lengths, the
+    NVIDIA's perf overview of release 0.11): every request queued at once, fixed lengths, the
     engine's max batch and max tokens per iteration, chunked context, the run's scheduler
     policy (MAX_UTILIZATION pauses and recomputes: our ``recompute``; GUARANTEED_NO_EVICT
     reserves whole sequences: our ``none``) and KV-cache memory fraction. Output tokens/s of
