@@ -23,8 +23,9 @@ elementwise operations (norms, residual adds, the activation function, rotary) m
 bytes through HBM per token, counted as in training without dropout; each layer adds two
 tensor-parallel all-reduces of the iteration's activations
 (:func:`~sim.collectives.collective_time` in the replica's domain) and its kernels'
-overhead. Static batching (TensorRT-LLM's gptSessionBenchmark) runs a fixed batch
-to completion instead. Disaggregated serving splits the replicas into prefill and decode
+overhead. A runtime whose scheduler does not overlap the GPU adds its host work per
+iteration, ``host_overhead_per_request`` x the requests in it, with the GPU idle. Static
+batching (TensorRT-LLM's gptSessionBenchmark) runs a fixed batch to completion instead. Disaggregated serving splits the replicas into prefill and decode
 pools: after a prompt's prefill its KV cache (prompt x bytes per token, sharded over TP)
 travels from each prefill GPU to the matching decode GPU as a transfer through the network
 model, contending with whatever else the fabric carries.
@@ -121,6 +122,9 @@ class ServiceSpec:
     # request only if its whole sequence fits with those running (TensorRT-LLM's
     # GUARANTEED_NO_EVICT), so none is preempted
     preemption: str = "recompute"
+    # seconds of host work per request in an iteration (scheduling, bookkeeping, sampling
+    # hand-off) during which the GPU waits: runtimes without an overlapped scheduler
+    host_overhead_per_request: float = 0.0
     static_batch: int | None = None
     prefill_replicas: int | None = None  # disaggregated: this many prefill-only replicas
     arrival: str = "poisson"  # poisson | gamma | trace | all-at-once
@@ -225,6 +229,8 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
         decode_attention=b.string("decode_attention", "grouped",
                                   choices=("grouped", "per_query_head")),
         preemption=b.string("preemption", "recompute", choices=("recompute", "swap", "none")),
+        host_overhead_per_request=b.quantity("host_overhead_per_request", "time", 0.0,
+                                             allow_zero=True),
         prefill_replicas=doc.sub("disaggregation", {}).integer("prefill_replicas", None,
                                                                minimum=1),
         arrival=a.string("process", "poisson", choices=("poisson", "gamma", "trace",
@@ -747,6 +753,8 @@ def simulate_service(f: Fabric, s: ServiceSpec, duration_s: float, *,
                 wake[r] = env.event()
                 yield wake[r]
                 continue
+            if s.host_overhead_per_request:  # the runtime's host work, GPU idle
+                yield env.timeout(s.host_overhead_per_request * (len(dec_idx) + len(cp)))
             yield env.timeout(t)
             busy_log.append((r, env.now - t, env.now, info["hbm_bytes"], kv_used))
             now = env.now

@@ -63,17 +63,19 @@ def test_ifb_rows_file():
 
 
 @pytest.mark.slow
-def test_ifb_known_gap():
-    """TensorRT-LLM 0.11 in-flight batching, 100 rows: the model is optimistic almost
-    everywhere (median +22%, tensor-parallel and MoE rows most; see the note). The bounds
-    only guard the known gap against regressions either way."""
+def test_ifb_rows():
+    """TensorRT-LLM 0.11 in-flight batching, 100 rows. The runtime's host time per request
+    is derived from the 24 dense H100 FP8 rows (their median error is zero); the other 76
+    are out of sample: median |error| about 10%. A100, FP16 and MoE rows stay optimistic
+    (see the note), so the bounds also guard that known gap."""
     d = trtllm_ifb_cases()
     assert (d["status"] == "ok").all()
-    err = d["error_pct"]
-    assert 10.0 <= err.median() <= 30.0
-    assert err.min() >= -15.0 and err.max() <= 120.0
-    dense_fp8 = d[d["case"].str.contains("-fp8-") & ~d["case"].str.contains("mixtral")]
-    assert dense_fp8["error_pct"].abs().median() <= 20.0
+    h100_fp8 = d[d["case"].str.contains("-H100-") & d["case"].str.contains("-fp8-") &
+                 ~d["case"].str.contains("mixtral")]
+    assert len(h100_fp8) == 24 and abs(h100_fp8["error_pct"].median()) <= 1.0
+    rest = d.drop(h100_fp8.index)
+    assert rest["error_pct"].abs().median() <= 15.0
+    assert d["error_pct"].min() >= -30.0 and d["error_pct"].max() <= 100.0
 
 
 @pytest.fixture(scope="module")
@@ -108,30 +110,30 @@ def test_mlperf_output_lengths_are_the_data_sets_pairs():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Offline over-predicted by ~20% over the run's "
-                   "192,000 samples (data set's own prompts, no calibration): large-batch "
-                   "serving is ~15-25% faster in the model than in TensorRT-LLM, see the note")
 def test_mlperf_offline_within_15_percent(mlperf):
+    """Out of sample: the data set's own prompts and reference outputs, NVIDIA's settings,
+    and TensorRT-LLM's host time per request derived from other runs (trtllm_ifb.tsv)."""
     assert abs(mlperf.iloc[0]["error_pct"]) <= 15.0
 
 
 @pytest.mark.slow
-def test_mlperf_offline_over_predicted_at_most_25_percent(mlperf):
-    """Guards the known gap from growing."""
-    assert 0 < mlperf.iloc[0]["error_pct"] <= 25.0
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Server max rate over-predicted by ~50% (see note): "
-                   "the model's replicas stay far from saturation where the real ones do not")
+@pytest.mark.xfail(strict=True, reason="Server max rate over-predicted by ~34% (see note): "
+                   "at the rate the real Server runs (0.88 of its Offline) its replicas hold "
+                   "~840 requests at ~155 ms per token; the model's run far from saturation")
 def test_mlperf_server_within_20_percent(mlperf):
     assert abs(mlperf.iloc[1]["error_pct"]) <= 20.0
 
 
 @pytest.mark.slow
+def test_mlperf_server_over_predicted_at_most_40_percent(mlperf):
+    """Guards the known gap from growing."""
+    assert 0 < mlperf.iloc[1]["error_pct"] <= 40.0
+
+
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="at the published 74.42 samples/s the model's "
-                   "replicas run far below saturation (p99 TPOT ~35 ms vs 175 ms measured): "
-                   "its per-token cost is too low for TensorRT-LLM FP8 on H100, see the note")
+                   "replicas run far below saturation (p99 TPOT ~56 ms vs 175 ms measured): "
+                   "its Server iterations are cheaper than the real ones, see the note")
 def test_mlperf_server_latencies_at_the_published_rate(mlperf):
     at = mlperf[mlperf["case"].str.contains("SRV ")]
     assert list(at["metric"]) == ["p99 TTFT (ms)", "mean TTFT (ms)", "p99 TPOT (ms)"]

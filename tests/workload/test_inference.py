@@ -229,6 +229,25 @@ def test_no_evict_reserves_whole_sequences(dgx):
     assert greedy["preemptions"] > 0
 
 
+def test_host_overhead_per_request_closed_form(dgx, tmp_path):
+    """The runtime's host work: c per request in each iteration, the GPU idle meanwhile.
+    One request of P prompt and N output tokens takes N iterations (its prefill yields the
+    first token), each c longer; two requests side by side pay 2c per iteration."""
+    from sim.workload.inference import load_service
+
+    P, N, c = 100, 40, 50e-6
+    kw = dict(replicas=1, arrival="all-at-once", prompt=Lengths("fixed", P),
+              output=Lengths("fixed", N))
+    for n in (1, 2):
+        base = simulate_service(dgx, _service(rate=float(n), **kw), 1.0).requests
+        slow = simulate_service(dgx, _service(rate=float(n), host_overhead_per_request=c,
+                                              **kw), 1.0).requests
+        assert (slow["finish_s"] - base["finish_s"]).to_numpy() == \
+            pytest.approx(np.full(n, N * n * c), rel=1e-9)
+    p = _svc_file(tmp_path, **{"batching.host_overhead_per_request": "15 us"})
+    assert load_service(p).host_overhead_per_request == pytest.approx(15e-6)
+
+
 def test_swap_time_over_the_host_link(dgx):
     """Each GPU copies its KV shard over its own PCIe 5.0 x16 link (DGX H100)."""
     s = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1,
@@ -281,7 +300,11 @@ def _svc_file(tmp_path, **edits):
     ({"slo.ttft": 2}, "slo.ttft", "bare number"),
     ({"model": "llama-9"}, "model", "unknown model"),
     ({"batching.decode_attention": "flash"}, "batching.decode_attention", "grouped"),
-    ({"batching.preemption": "evict"}, "batching.preemption", "recompute, swap"),
+    ({"batching.preemption": "evict"}, "batching.preemption", "recompute, swap, none"),
+    ({"batching.host_overhead_per_request": "-5 us"}, "batching.host_overhead_per_request",
+     "must not be negative"),
+    ({"batching.host_overhead_per_request": 5}, "batching.host_overhead_per_request",
+     "bare number"),
 ])
 def test_bad_services_one_line(tmp_path, capsys, edits, field, match):
     p = _svc_file(tmp_path, **edits)
