@@ -347,6 +347,11 @@ def test_disaggregated_serving_sends_kv_over_the_fabric():
     assert m["kv_transfer_mean_s"] < 0.1
     # decode starts after the KV arrives: TTFT (prefill) < time to second token
     assert (req["ttft_s"] <= req["e2e_s"]).all()
+    assert m["kv_tokens_left"] == 0
+    # with no eviction and a small cache, both pools reserve and release cleanly
+    m = simulate_service(f, _service(replicas=4, tp=4, prefill_replicas=2, rate=10.0,
+                                     preemption="none", kv_fraction=0.02), 30.0).summary
+    assert m["preemptions"] == 0 and m["kv_tokens_left"] == 0
 
 
 def test_serve_plot_writes_latency_cdf_and_throughput(tmp_path, capsys):
