@@ -323,7 +323,7 @@ _IFB_NODES = {"H100": "DGX-H100", "H200": "HGX-H200", "A100": "DGX-A100"}
 _IFB_POLICY = {"max_utilization": "recompute", "guaranteed_no_evict": "none"}
 
 
-def trtllm_ifb_cases(releases: tuple[str, ...] | None = None) -> pd.DataFrame:
+def trtllm_ifb_cases() -> pd.DataFrame:
     """TensorRT-LLM in-flight batching rows (``experiments/validation/trtllm_ifb.tsv``,
     NVIDIA's perf overview of release 0.11): every request queued at once, fixed lengths, the
     engine's max batch and max tokens per iteration, chunked context, the run's scheduler
@@ -332,11 +332,9 @@ def trtllm_ifb_cases(releases: tuple[str, ...] | None = None) -> pd.DataFrame:
     one engine (tp GPUs)."""
     from .workload.inference import Lengths, simulate_service
 
-    path = _extra_dir() / "trtllm_ifb.tsv"
+    name = "trtllm_ifb.tsv"
     rows = []
-    for r in _extra_rows(path.name):
-        if releases and r["release"] not in releases:
-            continue
+    for r in _extra_rows(name):
         tp, isl, osl = int(r["tp"]), int(r["input"]), int(r["output"])
         fp8 = r["precision"] == "fp8"
         cid = (f"IFB-{r['release']}-{r['gpu']}-{r['model']}-{r['precision']}-tp{tp}-"
@@ -345,7 +343,8 @@ def trtllm_ifb_cases(releases: tuple[str, ...] | None = None) -> pd.DataFrame:
             policy = _IFB_POLICY[r["scheduler"]]
             node = _IFB_NODES[r["gpu"]]
         except KeyError as e:
-            raise ConfigError(f"unknown value {e}", file=str(path), field=cid) from None
+            raise ConfigError(f"unknown value {e}", file=str(_extra_dir() / name),
+                              field=cid) from None
         s = _service(cid, r["model"], tp, 1, r["precision"], kv_bytes=1 if fp8 else 2,
                      max_batch=int(r["max_batch"]), token_budget=int(r["max_num_tokens"]),
                      chunked_prefill=True, kv_fraction=float(r["kv_fraction"]),

@@ -25,10 +25,11 @@ tensor-parallel all-reduces of the iteration's activations
 (:func:`~sim.collectives.collective_time` in the replica's domain) and its kernels'
 overhead. A runtime whose scheduler does not overlap the GPU adds its host work per
 iteration, ``host_overhead_per_request`` x the requests in it, with the GPU idle. Static
-batching (TensorRT-LLM's gptSessionBenchmark) runs a fixed batch to completion instead. Disaggregated serving splits the replicas into prefill and decode
-pools: after a prompt's prefill its KV cache (prompt x bytes per token, sharded over TP)
-travels from each prefill GPU to the matching decode GPU as a transfer through the network
-model, contending with whatever else the fabric carries.
+batching (TensorRT-LLM's gptSessionBenchmark) runs a fixed batch to completion instead.
+Disaggregated serving splits the replicas into prefill and decode pools: after a prompt's
+prefill its KV cache (prompt x bytes per token, sharded over TP) travels from each prefill
+GPU to the matching decode GPU as a transfer through the network model, contending with
+whatever else the fabric carries.
 
 Main assumptions: requests are independent; prompt and output lengths are known to the
 simulator but not to the scheduler; a replica does not use pipeline parallelism.
