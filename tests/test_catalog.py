@@ -142,9 +142,10 @@ def test_accelerator_ranges(cat):
 @pytest.mark.parametrize(
     ("acc", "bf16", "hbm_B", "hbm_Bps"),
     [
-        ("A100-80GB", 312e12, 80e9, 2.0e12),
-        ("H100-SXM", 989e12, 80e9, 3.35e12),
-        ("H200-SXM", 989e12, 141e9, 4.8e12),
+        # NVIDIA parts: the total nvidia-smi reports (MiB), not the decimal product name
+        ("A100-80GB", 312e12, 81920 * 2**20, 2.0e12),
+        ("H100-SXM", 989e12, 81559 * 2**20, 3.35e12),
+        ("H200-SXM", 989e12, 143771 * 2**20, 4.8e12),
         ("B200", 2250e12, 180e9, 8.0e12),
         ("GB200", 2500e12, 186e9, 8.0e12),
         ("MI300X", 1300e12, 192e9, 5.3e12),

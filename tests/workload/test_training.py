@@ -79,7 +79,7 @@ def test_model_that_does_not_fit_is_infeasible_with_numbers(fab64):
     w = TrainingWorkload(name="x", model=CAT.models["llama3.1-405b"], global_batch=64,
                          micro_batch=1, seq_len=8192, tp=8, pp=1, dp=8, zero=0)
     with pytest.raises(InfeasibleError, match=r"stage 0 needs [\d.]+ GiB per GPU .* but "
-                                              r"H100-SXM has 74.5 GiB"):
+                                              r"H100-SXM has 79.6 GiB"):
         simulate_training(fab64, w)
 
 
