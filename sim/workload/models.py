@@ -70,6 +70,7 @@ class ModelSpec:
     mla: MLA | None = None
     params_b: float = 0.0
     active_params_b: float = 0.0
+    dropout: bool = True  # hidden dropout in training (GPT-style); Llama-style models have none
     source: str = field(default="", compare=False)
 
 
@@ -93,10 +94,11 @@ def read_model(key: str, n: Node) -> ModelSpec:
         m.done()
     heads = n.integer("heads", minimum=1)
     hidden = n.integer("hidden", minimum=1)
+    family = n.string("family", "gpt")
     spec = ModelSpec(
         id=key,
         name=n.string("name", key),
-        family=n.string("family", "gpt"),
+        family=family,
         layers=n.integer("layers", minimum=1),
         hidden=hidden,
         heads=heads,
@@ -112,6 +114,7 @@ def read_model(key: str, n: Node) -> ModelSpec:
         mla=mla,
         params_b=n.number("params_b", 0.0, low=0.0),
         active_params_b=n.number("active_params_b", 0.0, low=0.0),
+        dropout=n.boolean("dropout", family == "gpt"),
         source=n.string("source", ""),
     )
     for k in ("as_of", "estimate"):
@@ -189,7 +192,7 @@ class LayerCost:
 def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp: int = 1,
                 ep: int = 1, sequence_parallel: bool = False, recompute: str = "none",
                 flash_attention: bool = True, causal: bool = True, dtype_bytes: int = 2,
-                layer: int = -1, dropout: bool = True) -> LayerCost:
+                layer: int = -1, dropout: bool = True, fp8: bool = False) -> LayerCost:
     """Per-GPU cost of one layer for one micro-batch (see the module docstring).
 
     Parameters
@@ -206,8 +209,13 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
         Fused attention: no s^2 softmax traffic, and with ``causal`` only the lower
         triangle of the score matrix is computed.
     dropout : bool
-        Count the two dropouts' traffic (training); inference has none.
+        Count the two dropouts' traffic and masks (training, for models that have dropout);
+        inference has none.
+    fp8 : bool
+        FP8 linear layers (Transformer Engine): they keep their inputs for backward as FP8
+        copies (1 byte) instead of the 16-bit tensors.
     """
+    dropout = dropout and m.dropout
     b, s, h = micro_batch, seq_len / cp, m.hidden
     tokens = b * s  # tokens of this GPU's sequence shard
     a = m.heads
@@ -269,6 +277,14 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
     # dropped by flash attention or selective recompute.
     g = m.kv_heads / m.heads if m.mla is None else 1.0
     total = (7 + 4 * g) + (3 + (6 if m.ffn_type == "swiglu" else 4) * ffn_inner / h) + 4
+    if not dropout:
+        total -= 2  # no dropout masks after attention and MLP
+    if fp8:
+        # Transformer Engine keeps FP8 copies of the linear layers' inputs for the weight
+        # gradients: the QKV and FC1 inputs (2 -> 1 byte each), the FC2 input (the activation
+        # output, 2 f/h -> f/h); the output projection's input stays 16-bit for the fused
+        # attention's backward, plus its FP8 copy (+1)
+        total -= 1 + ffn_inner / h
     repl = 0.0 if sequence_parallel else 10.0
     per = repl + (total - repl) / tp
     score = 0.0 if (flash_attention or recompute == "selective") else 5 * a * s_kv / (h * tp)

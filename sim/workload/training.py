@@ -282,11 +282,17 @@ def memory_per_gpu(w: TrainingWorkload, stage: int = 0) -> dict:
         params += m.vocab * m.hidden / w.tp * (1 if (w.pp > 1 or m.tied_embeddings) else 2)
     shard = w.dp * w.cp
     weights = 2 * params / (shard if w.zero >= 3 else 1)
-    grads = 4 * params / (shard if w.zero >= 2 else 1)  # fp32 main grads
+    # the gradient buffer in the dtype it is reduced in (Megatron's main_grad: fp32 unless
+    # grad_reduce_in_fp32 is off), plus, when it is 16-bit, the optimizer's fp32 copy of its
+    # own shard of it
+    grads = w.grad_reduce_bytes * params / (shard if w.zero >= 2 else 1)
+    if w.grad_reduce_bytes < 4 and w.zero >= 1:
+        grads += 4 * params / shard
     optim = 12 * params / (shard if w.zero >= 1 else 1)  # fp32 master + Adam m, v
     cost = layer_costs(m, micro_batch=w.micro_batch, seq_len=w.seq_len, tp=w.tp, cp=w.cp,
                        ep=w.ep, sequence_parallel=w.sequence_parallel, recompute=w.recompute,
-                       flash_attention=w.flash_attention, layer=first)
+                       flash_attention=w.flash_attention, layer=first,
+                       fp8=w.precision == "fp8")
     if w.schedule == "gpipe":
         in_flight = w.micro_batches
     elif w.schedule == "interleaved":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -73,6 +74,39 @@ def test_memory_by_zero_stage():
     assert mem[2]["gradients"] == pytest.approx(4 * p / 64)
     assert mem[3]["weights"] == pytest.approx(2 * p / 64)
     assert mem[0]["total"] > mem[1]["total"] > mem[2]["total"] > mem[3]["total"]
+
+
+def test_gradient_buffer_in_its_reduction_dtype():
+    """Megatron's gradient buffer holds grad_reduce_bytes per parameter; a 16-bit buffer
+    adds the distributed optimizer's fp32 copy of its own shard."""
+    m = CAT.models["llama3-8b"]
+    base = dict(name="x", model=m, global_batch=64, micro_batch=1, seq_len=8192, dp=64)
+    fp32 = memory_per_gpu(TrainingWorkload(grad_reduce_bytes=4, **base))
+    bf16 = memory_per_gpu(TrainingWorkload(grad_reduce_bytes=2, **base))
+    p = fp32["params"]
+    assert fp32["gradients"] == pytest.approx(4 * p)
+    assert bf16["gradients"] == pytest.approx(2 * p + 4 * p / 64)
+    # fp16 training reduces (and keeps) fp16 gradients by default
+    assert TrainingWorkload(precision="fp16", **base).grad_reduce_bytes == 2
+
+
+def test_activations_without_dropout_and_with_fp8_inputs():
+    """Per layer with TP + SP: Korthikanti's 34 sbh/t less the two dropout masks (2 sbh/t)
+    for models without dropout; FP8 linear layers keep their QKV, FC1 and FC2 inputs as
+    FP8 and add an FP8 copy of the projection input: (1 + f/h) sbh/t less."""
+    gpt = CAT.models["gpt3-175b"]
+    s, t = 2048, 8
+    kw = dict(micro_batch=1, seq_len=s, tp=t, sequence_parallel=True, recompute="selective")
+    sbh = s * gpt.hidden
+    assert layer_costs(gpt, **kw).activation_bytes == pytest.approx(sbh * 34 / t)
+    assert layer_costs(gpt, fp8=True, **kw).activation_bytes == pytest.approx(
+        sbh * (34 - 1 - 4) / t)
+    nodrop = dataclasses.replace(gpt, dropout=False)
+    assert layer_costs(nodrop, **kw).activation_bytes == pytest.approx(sbh * 32 / t)
+    assert not CAT.models["llama3-70b"].dropout and CAT.models["gpt3-175b"].dropout
+    # full recomputation keeps the 16-bit layer input either way
+    assert layer_costs(gpt, fp8=True, **{**kw, "recompute": "full"}).activation_bytes == \
+        pytest.approx(2 * sbh / t)
 
 
 def test_model_that_does_not_fit_is_infeasible_with_numbers(fab64):
