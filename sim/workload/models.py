@@ -183,6 +183,7 @@ class LayerCost:
     cp_bytes_fwd: float  # K/V bytes exchanged around the CP ring in forward
     activation_bytes: float  # kept for backward per micro-batch (after recompute policy)
     gemms: tuple = ()  # forward GEMMs (m, n, k, count) per GPU: 2 m n k count sum to gemm_fwd
+    fp8_bwd_bytes: float = 0.0  # FP8 casts of the output gradients in backward (HBM bytes)
 
     @property
     def flops_fwd(self) -> float:
@@ -258,6 +259,17 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
     per_tok += act
     per_tok += 2 * (a * qk_dim * 3) / tp / 2  # rotary/bias on q, k, v
     bytes_fwd = tokens * per_tok * e
+    fp8_bwd = 0.0
+    if fp8:
+        # Transformer Engine's FP8 GEMMs take FP8 operands, Hopper's FP8 GEMMs in TN layout
+        # only: each linear layer's input is also written transposed (cast-transpose; the
+        # norm and activation kernels write the FP8 input itself, the attention output is
+        # cast from 16 bits), ~2 bytes per input element; in backward each output gradient
+        # is read (2) and written as FP8 and transposed FP8 (2)
+        fp8_in = sum(mm * k * c for mm, n, k, c in gemms)
+        fp8_out = sum(mm * n * c for mm, n, k, c in gemms)
+        bytes_fwd += 2 * fp8_in
+        fp8_bwd = 4 * fp8_out
     if not flash_attention:
         # scale + mask + softmax + dropout over a s^2 b scores: ~4 passes of read+write
         bytes_fwd += 4 * 2 * b * a / tp * s * s_kv * e
@@ -302,7 +314,7 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
         kv = 2 * b * s * (m.kv_heads * d if m.mla is None else m.mla.kv_lora_rank) * e / tp
         cp_bytes = kv * (cp - 1)  # each GPU's K/V shard travels the ring
     return LayerCost(gemm, attn, bytes_fwd, rec_flops, rec_bytes, tp_bytes, tp_colls,
-                     ep_bytes, cp_bytes, kept, gemms)
+                     ep_bytes, cp_bytes, kept, gemms, fp8_bwd)
 
 
 def layer_gemms(m: ModelSpec, tokens: float, tp: int, ep: int, moe_layer: bool) -> tuple:

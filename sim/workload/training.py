@@ -395,7 +395,8 @@ class _Stage:
                 costs.append(layer_costs(
                     m, micro_batch=w.micro_batch, seq_len=w.seq_len, tp=w.tp, cp=w.cp,
                     ep=w.ep, sequence_parallel=w.sequence_parallel, recompute=w.recompute,
-                    flash_attention=w.flash_attention, layer=layer))
+                    flash_attention=w.flash_attention, layer=layer,
+                    fp8=w.precision == "fp8"))
         n_chunks = w.vpp
         c0 = costs[0]
         # TP collectives: all-reduce (or reduce-scatter + all-gather with SP), 2 per layer
@@ -429,7 +430,7 @@ class _Stage:
             bwd += gemms_time(acc, prec, backward_gemms(c.gemms)) + \
                 attn(c.attn_fwd, backward=True) + 2 * hbm_time(acc, c.bytes_fwd) + \
                 (g_fwd if w.recompute == "full" else 0.0) + attn(rec_attn) + \
-                hbm_time(acc, c.recompute_bytes)
+                hbm_time(acc, c.recompute_bytes) + hbm_time(acc, c.fp8_bwd_bytes)
             tp_fwd += tp_t
             ep_fwd += c.ep_bytes_fwd
             cp_fwd += c.cp_bytes_fwd
@@ -456,8 +457,11 @@ class _Stage:
             tokens = w.micro_batch * w.seq_len / w.cp
             head = [(tokens, m.vocab / w.tp, m.hidden, 1)]  # the output layer's GEMM
             logits = tokens * m.vocab / w.tp  # this GPU's vocabulary shard of the logits
-            self.head_fwd = gemms_time(acc, prec, head) + hbm_time(acc, CE_FWD_BYTES * logits)
-            self.head_bwd = gemms_time(acc, prec, backward_gemms(head)) + \
+            # FP8 covers the transformer layers' linear layers (Transformer Engine); the
+            # output layer is Megatron-Core's own ColumnParallelLinear, in 16 bits
+            hp = "bf16" if prec == "fp8" else prec
+            self.head_fwd = gemms_time(acc, hp, head) + hbm_time(acc, CE_FWD_BYTES * logits)
+            self.head_bwd = gemms_time(acc, hp, backward_gemms(head)) + \
                 hbm_time(acc, CE_BWD_BYTES * logits)
         self.activation_bytes = c0.tp_bytes_fwd / (w.tp if w.sequence_parallel else 1) \
             if w.tp > 1 else w.micro_batch * w.seq_len / w.cp * m.hidden * 2

@@ -109,6 +109,26 @@ def test_activations_without_dropout_and_with_fp8_inputs():
         pytest.approx(2 * sbh / t)
 
 
+def test_fp8_casts_and_the_bf16_output_layer(fab64):
+    """FP8 layers add the cast-transposes: 2 bytes per input element of each linear layer
+    in forward, 4 per output-gradient element in backward; the output layer stays 16-bit."""
+    m = CAT.models["llama3-8b"]
+    kw = dict(micro_batch=1, seq_len=4096, tp=1)
+    bf, f8 = layer_costs(m, **kw), layer_costs(m, fp8=True, **kw)
+    assert f8.gemms == bf.gemms and bf.fp8_bwd_bytes == 0
+    assert f8.bytes_fwd - bf.bytes_fwd == pytest.approx(
+        2 * sum(mm * k * c for mm, n, k, c in bf.gemms))
+    assert f8.fp8_bwd_bytes == pytest.approx(4 * sum(mm * n * c for mm, n, k, c in bf.gemms))
+    from sim.workload.training import _Stage
+    w = {p: TrainingWorkload(name="x", model=m, global_batch=8, micro_batch=1,
+                             seq_len=4096, precision=p, dp=8, n_gpus=8)
+         for p in ("bf16", "fp8")}
+    gpus = [fab64.accelerators[0]]
+    st = {p: _Stage(w[p], fab64, 0, gpus) for p in w}
+    assert st["fp8"].head_fwd == pytest.approx(st["bf16"].head_fwd)
+    assert st["fp8"].compute_fwd < st["bf16"].compute_fwd
+
+
 def test_model_that_does_not_fit_is_infeasible_with_numbers(fab64):
     w = TrainingWorkload(name="x", model=CAT.models["llama3.1-405b"], global_batch=64,
                          micro_batch=1, seq_len=8192, tp=8, pp=1, dp=8, zero=0)
