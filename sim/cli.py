@@ -277,6 +277,7 @@ def _validate(args: argparse.Namespace) -> int:
     from .validation import (
         collective_cases,
         mlperf_cases,
+        nemo_training_cases,
         summarize_errors,
         training_cases,
         trtllm_cases,
@@ -324,18 +325,34 @@ def _validate(args: argparse.Namespace) -> int:
         return 0
     if args.what == "training":
         df = training_cases()
+        nemo = nemo_training_cases()
         if args.json:
-            print(df.to_json(orient="records", indent=1))
+            print(pd.concat([df.assign(source="training_cases.tsv"),
+                             nemo.assign(source="nemo_training.tsv")])
+                  .to_json(orient="records", indent=1))
             return 0
         ok = df[df["status"] == "ok"]
+        fmt = {"index": False, "float_format": lambda x: f"{x:.1f}"}
         with pd.option_context("display.width", 200, "display.max_rows", 200):
             print(ok[["case", "gpus", "metric", "measured", "predicted", "error_pct"]]
-                  .to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+                  .to_string(**fmt))
             skipped = df[df["status"] != "ok"]
             for _, r in skipped.iterrows():
                 print(f"  {r['case']}: {r['status']}")
         err = ok["error_pct"].abs()
         print(f"\n{len(ok)} cases: median |error| {err.median():.1f}%, max {err.max():.1f}%")
+        n_ok = nemo[nemo["status"] == "ok"]
+        with pd.option_context("display.width", 200, "display.max_rows", 200):
+            print("\nNeMo / Megatron-Bridge pre-training on DGX-H100, tokens/s per GPU "
+                  "(experiments/validation/nemo_training.tsv; not used to set any constant):")
+            print(n_ok[["case", "gpus", "layout", "measured", "predicted", "error_pct"]]
+                  .to_string(**fmt))
+            other = nemo[nemo["status"] != "ok"]
+            for status, grp in other.groupby("status", sort=False):
+                print(f"  {len(grp)} rows {status}")
+        e = n_ok["error_pct"]
+        print(f"{len(n_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
+              f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
         return 0
     df = collective_cases()
     if args.json:

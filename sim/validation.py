@@ -12,6 +12,7 @@ The files live outside the package (the project's shared folder); the directory 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import re
@@ -209,6 +210,77 @@ def training_cases() -> pd.DataFrame:
                      "gpus": gpus, "mfu": res.mfu, "step_s": res.step_time_s,
                      "bubble_s": res.breakdown["pp_bubble_and_wait"],
                      "dp_s": res.breakdown["dp_exposed"], "tp_s": res.breakdown["tp_exposed"]})
+    return pd.DataFrame(rows)
+
+
+# NVIDIA's published NeMo / Megatron-Bridge pre-training throughput on DGX-H100
+# (experiments/validation/nemo_training.tsv): model names of those tables -> catalog ids
+_NEMO_MODELS = {"GPT3-175B": "gpt3-175b", "LLAMA2-7B": "llama2-7b", "LLAMA2-13B": "llama2-13b",
+                "LLAMA2-70B": "llama2-70b", "LLAMA3-8B": "llama3-8b", "LLAMA3_8B": "llama3-8b",
+                "LLAMA3-70B": "llama3-70b", "LLAMA3_70B": "llama3-70b",
+                "LLAMA3.1_405B": "llama3.1-405b", "Nemotron-340B": "nemotron4-340b"}
+
+
+def _seq(text: str) -> int:
+    """'8192' or '128K' (x 1024) as tokens."""
+    t = text.strip().upper()
+    return int(t[:-1]) * 1024 if t.endswith("K") else int(t)
+
+
+def nemo_training_cases() -> pd.DataFrame:
+    """Predicted vs published tokens/s per GPU of NeMo / Megatron-Bridge pre-training on
+    DGX-H100 (``experiments/validation/nemo_training.tsv``), with each row's published
+    layout and the settings of NVIDIA's performance recipes: the distributed optimizer
+    (Megatron FSDP where the table says so), bf16 gradient reduction
+    (``grad_reduce_in_fp32 = False`` in scripts/performance), sequence parallelism with TP,
+    no recomputation. Rows of models the catalog lacks, or without a published precision,
+    or whose layers do not split evenly over the pipeline, are listed as not expressible."""
+    from .catalog import load_catalog
+    from .workload.training import TrainingWorkload, simulate_training
+
+    cat = load_catalog()
+    rows = []
+    for r in _extra_rows("nemo_training.tsv"):
+        cid = r["row_id"]
+        base = {"case": cid, "container": r["container"], "model": r["model"],
+                "precision": r["precision"], "gpus": _int(r["gpus"]),
+                "measured": float(r["tokens_per_s_per_gpu"])}
+        mid = _NEMO_MODELS.get(r["model"])
+        prec = r["precision"].lower()
+        if mid is None or prec not in ("fp8", "bf16"):
+            why = "model not in the catalog" if mid is None else "precision not published"
+            rows.append({**base, "status": f"not expressible: {why}"})
+            continue
+        model = cat.get("models", mid)
+        seq = _seq(r["seq_len"])
+        if seq > model.max_seq_len:  # the long-context runs extend the model's RoPE
+            model = dataclasses.replace(model, max_seq_len=seq)
+        gpus = _int(r["gpus"])
+        tp, pp, cp = _int(r["tp"]), _int(r["pp"]), _int(r["cp"])
+        vp = _int(r["vp"], 1)
+        ep = _int(r["ep"], 1)
+        fsdp = _int(r["fsdp"], 0)
+        gbs, mbs = _int(r["gbs"]), _int(r["mbs"])
+        dp = gpus // (tp * pp * cp)
+        # Llama 3.1 405B's 126 layers over 64 chunks: NeMo's recipes count the embedding
+        # and the loss as layers in the pipeline split (account_for_*_in_pipeline_split)
+        split = model.layers % (pp * vp) != 0
+        w = TrainingWorkload(
+            name=cid, model=model, global_batch=gbs, micro_batch=mbs, seq_len=seq,
+            precision=prec, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vp,
+            zero=3 if fsdp else 1, grad_reduce_bytes=2, sequence_parallel=tp > 1,
+            recompute="none", flash_attention=True, split_counts_embedding_and_loss=split,
+            n_gpus=gpus)
+        try:
+            res = simulate_training(_training_fabric("H100", gpus), w)
+        except SimError as e:
+            rows.append({**base, "status": f"infeasible: {e}"})
+            continue
+        pred = gbs * seq / (res.step_time_s * gpus)
+        rows.append({**base, "status": "ok", "predicted": pred,
+                     "error_pct": (pred / base["measured"] - 1) * 100,
+                     "layout": f"tp{tp} pp{pp} vp{vp} cp{cp} dp{dp}{' fsdp' if fsdp else ''}"
+                               f" gbs{gbs} mbs{mbs} seq{seq}"})
     return pd.DataFrame(rows)
 
 

@@ -90,6 +90,9 @@ class TrainingWorkload:
     grad_reduce_bytes: int | None = None
     first_stage_layers: int | None = None  # uneven pipelines (Megatron's
     last_stage_layers: int | None = None  # --decoder-first/last-pipeline-num-layers)
+    # Megatron's account_for_embedding/loss_in_pipeline_split: the embedding and the loss
+    # count as one layer each when layers are split over the (virtual) pipeline stages
+    split_counts_embedding_and_loss: bool = False
     placement: str = "tp,cp,dp,pp"  # fastest-varying first: rank order on the fabric
     first_gpu: int = 0
     n_gpus: int | None = None  # the job's GPUs; default: every accelerator of the fabric
@@ -136,6 +139,9 @@ def check(w: TrainingWorkload, fabric: Fabric | None = None) -> None:
         raise _err(w, "parallelism.tp", f"{m.kv_heads} KV heads and tp={w.tp} do not divide "
                    "each other")
     if w.first_stage_layers is not None or w.last_stage_layers is not None:
+        if w.split_counts_embedding_and_loss:
+            raise _err(w, "parallelism.split_counts_embedding_and_loss", "set either it or "
+                       "first/last_stage_layers, not both")
         if w.vpp > 1 or w.pp < 3:
             raise _err(w, "parallelism.first_stage_layers", "uneven first/last stages need "
                        "pp >= 3 and no virtual stages")
@@ -145,6 +151,12 @@ def check(w: TrainingWorkload, fabric: Fabric | None = None) -> None:
             raise _err(w, "parallelism.first_stage_layers", f"{m.layers} layers minus the "
                        f"first/last stages' leaves {rest}, not divisible by the other "
                        f"{inner} stages")
+    elif w.split_counts_embedding_and_loss:
+        chunks = w.pp * w.vpp
+        if (m.layers + 2) % chunks or (m.layers + 2) // chunks < 2:
+            raise _err(w, "parallelism.split_counts_embedding_and_loss", f"{m.layers} "
+                       f"layers + embedding + loss = {m.layers + 2} do not split into "
+                       f"pp x virtual stages = {chunks} chunks of 2 or more")
     elif m.layers % (w.pp * w.vpp):
         raise _err(w, "parallelism.pp", f"{m.layers} layers are not divisible by pp x "
                    f"virtual stages = {w.pp} x {w.vpp} = {w.pp * w.vpp}")
@@ -223,6 +235,7 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
             o.string("grad_reduce_dtype", None, choices=("fp32", "bf16", "fp16"))],
         first_stage_layers=p.integer("first_stage_layers", None, minimum=1),
         last_stage_layers=p.integer("last_stage_layers", None, minimum=1),
+        split_counts_embedding_and_loss=_bool(p, "split_counts_embedding_and_loss", False),
         placement=doc.string("placement", "tp,cp,dp,pp"),
         first_gpu=doc.integer("first_gpu", 0, minimum=0),
         n_gpus=doc.integer("gpus", None, minimum=1),
@@ -247,6 +260,11 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
 def stage_layers(w: TrainingWorkload, stage: int, chunk: int = 0) -> range:
     """The layers of pipeline ``stage`` (virtual ``chunk``)."""
     m = w.model
+    if w.split_counts_embedding_and_loss:
+        # slots 0 and layers + 1 are the embedding and the loss
+        per = (m.layers + 2) // (w.pp * w.vpp)
+        first = (chunk * w.pp + stage) * per
+        return range(max(0, first - 1), min(m.layers, first + per - 1))
     if w.first_stage_layers is None and w.last_stage_layers is None:
         per = m.layers // (w.pp * w.vpp)
         first = (chunk * w.pp + stage) * per

@@ -129,6 +129,23 @@ def test_fp8_casts_and_the_bf16_output_layer(fab64):
     assert st["fp8"].compute_fwd < st["bf16"].compute_fwd
 
 
+def test_split_counting_embedding_and_loss():
+    """Llama 3.1 405B over pp 8 x vp 8 (NeMo's layout): 126 layers + embedding + loss = 64
+    chunks of 2 slots; the first chunk holds the embedding and layer 0, the last layer 125
+    and the loss; every layer in exactly one chunk."""
+    m = CAT.models["llama3.1-405b"]
+    w = TrainingWorkload(name="x", model=m, global_batch=64, micro_batch=1, seq_len=8192,
+                         tp=8, pp=8, vpp=8, cp=2, dp=8, split_counts_embedding_and_loss=True)
+    from sim.workload.training import check, stage_layers
+    check(w)
+    chunks = {(s, c): stage_layers(w, s, c) for s in range(8) for c in range(8)}
+    assert chunks[(0, 0)] == range(0, 1) and chunks[(7, 7)] == range(125, 126)
+    assert sorted(len(r) for r in chunks.values()) == [1, 1] + [2] * 62
+    assert sorted(x for r in chunks.values() for x in r) == list(range(126))
+    # in Megatron's order: chunk c of stage s is virtual stage c * pp + s
+    assert chunks[(1, 0)] == range(1, 3) and chunks[(0, 1)] == range(15, 17)
+
+
 def test_model_that_does_not_fit_is_infeasible_with_numbers(fab64):
     w = TrainingWorkload(name="x", model=CAT.models["llama3.1-405b"], global_batch=64,
                          micro_batch=1, seq_len=8192, tp=8, pp=1, dp=8, zero=0)
@@ -242,6 +259,9 @@ def _workload(tmp_path, **edits):
     ({"parallelism.ep": 2}, "parallelism.ep", "has no experts"),
     ({"options.grad_reduce_dtype": "fp64"}, "options.grad_reduce_dtype",
      "'fp64' is not one of: fp32, bf16, fp16"),
+    ({"parallelism.split_counts_embedding_and_loss": True},
+     "parallelism.split_counts_embedding_and_loss",
+     "80 layers + embedding + loss = 82 do not split into pp x virtual stages = 4 chunks"),
 ])
 def test_bad_workloads_one_line(tmp_path, capsys, edits, field, match):
     p = _workload(tmp_path, **edits)
