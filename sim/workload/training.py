@@ -93,6 +93,11 @@ class TrainingWorkload:
     # Megatron's account_for_embedding/loss_in_pipeline_split: the embedding and the loss
     # count as one layer each when layers are split over the (virtual) pipeline stages
     split_counts_embedding_and_loss: bool = False
+    # Transformer Engine's TP communication overlap (--tp-comm-overlap, userbuffers): each
+    # layer's TP all-gathers / reduce-scatters run in tp chunks under its GEMMs; only what
+    # outlasts the GEMMs, and the first chunk, stays exposed (an ideal overlap: no slowdown
+    # of the GEMMs from sharing the GPU)
+    tp_comm_overlap: bool = False
     placement: str = "tp,cp,dp,pp"  # fastest-varying first: rank order on the fabric
     first_gpu: int = 0
     n_gpus: int | None = None  # the job's GPUs; default: every accelerator of the fabric
@@ -230,6 +235,7 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
         flash_attention=_bool(o, "flash_attention", True),
         overlap_grad_reduce=_bool(o, "overlap_grad_reduce", True),
         overlap_param_gather=_bool(o, "overlap_param_gather", True),
+        tp_comm_overlap=_bool(o, "tp_comm_overlap", False),
         grad_bucket_params=o.number("grad_bucket_params", 40e6, low=1.0),
         grad_reduce_bytes={"fp32": 4, "bf16": 2, "fp16": 2, None: None}[
             o.string("grad_reduce_dtype", None, choices=("fp32", "bf16", "fp16"))],
@@ -405,7 +411,7 @@ class _Stage:
         m = w.model
         prec = w.precision if w.precision in acc.peak_flops else "bf16"
         fwd = bwd = 0.0
-        tp_fwd = ep_fwd = cp_fwd = 0.0
+        tp_fwd = tp_bwd = ep_fwd = cp_fwd = 0.0
         self.comm = {"tp": 0.0, "ep": 0.0, "cp": 0.0}
         costs: list[LayerCost] = []
         for c in range(w.vpp):
@@ -449,14 +455,21 @@ class _Stage:
                 attn(c.attn_fwd, backward=True) + 2 * hbm_time(acc, c.bytes_fwd) + \
                 (g_fwd if w.recompute == "full" else 0.0) + attn(rec_attn) + \
                 hbm_time(acc, c.recompute_bytes) + hbm_time(acc, c.fp8_bwd_bytes)
-            tp_fwd += tp_t
+            rec_tp = 1.0 if w.recompute == "full" else 0.0
+            if w.tp_comm_overlap and w.tp > 1:
+                g_bwd = 2 * g_fwd
+                tp_fwd += max(0.0, tp_t - g_fwd) + tp_t / w.tp
+                tp_bwd += max(0.0, tp_t * (1 + rec_tp) - g_bwd - rec_tp * g_fwd) + \
+                    tp_t * (1 + rec_tp) / w.tp
+            else:
+                tp_fwd += tp_t
+                tp_bwd += tp_t * (1 + rec_tp)
             ep_fwd += c.ep_bytes_fwd
             cp_fwd += c.cp_bytes_fwd
-        rec_tp = 1.0 if w.recompute == "full" else 0.0
         self.compute_fwd = fwd / n_chunks
         self.compute_bwd = bwd / n_chunks
         self.tp_fwd = tp_fwd / n_chunks
-        self.tp_bwd = tp_fwd * (1 + rec_tp) / n_chunks
+        self.tp_bwd = tp_bwd / n_chunks
         # EP all-to-all (dispatch + combine): bytes each GPU sends per op, exchanged as a
         # transfer through the network model; backward sends the gradients back the same
         # way, and a fully recomputed forward repeats its own exchange

@@ -146,6 +146,23 @@ def test_split_counting_embedding_and_loss():
     assert chunks[(1, 0)] == range(1, 3) and chunks[(0, 1)] == range(15, 17)
 
 
+def test_tp_comm_overlap_leaves_one_chunk_exposed(fab64):
+    """With TP communication overlapped under GEMMs that outlast it, each layer's exposed
+    TP time is one chunk of tp (forward and backward); without, all of it."""
+    from sim.workload.training import _Stage
+
+    m = CAT.models["llama3-70b"]
+    kw = dict(name="x", model=m, global_batch=8, micro_batch=1, seq_len=8192, tp=8, dp=8,
+              n_gpus=64)
+    gpus = [fab64.accelerators[i] for i in range(8)]
+    off = _Stage(TrainingWorkload(**kw), fab64, 0, gpus)
+    on = _Stage(TrainingWorkload(tp_comm_overlap=True, **kw), fab64, 0, gpus)
+    assert off.tp_fwd > 0 and off.tp_bwd == pytest.approx(off.tp_fwd)
+    assert on.tp_fwd == pytest.approx(off.tp_fwd / 8)
+    assert on.tp_bwd == pytest.approx(off.tp_bwd / 8)
+    assert on.compute_fwd == off.compute_fwd
+
+
 def test_model_that_does_not_fit_is_infeasible_with_numbers(fab64):
     w = TrainingWorkload(name="x", model=CAT.models["llama3.1-405b"], global_batch=64,
                          micro_batch=1, seq_len=8192, tp=8, pp=1, dp=8, zero=0)
