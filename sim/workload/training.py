@@ -445,6 +445,7 @@ class _Stage:
                 return attention_time(acc, prec, flops, backward=backward)
             return (2.0 if backward else 1.0) * gemm_time(acc, prec, flops)
 
+        rec_tp = 1.0 if w.recompute == "full" else 0.0  # a recomputed forward's TP too
         for c in costs:
             fwd += k_fwd * ko
             bwd += (2 * k_fwd + k_rec) * ko
@@ -455,7 +456,6 @@ class _Stage:
                 attn(c.attn_fwd, backward=True) + 2 * hbm_time(acc, c.bytes_fwd) + \
                 (g_fwd if w.recompute == "full" else 0.0) + attn(rec_attn) + \
                 hbm_time(acc, c.recompute_bytes) + hbm_time(acc, c.fp8_bwd_bytes)
-            rec_tp = 1.0 if w.recompute == "full" else 0.0
             if w.tp_comm_overlap and w.tp > 1:
                 g_bwd = 2 * g_fwd
                 tp_fwd += max(0.0, tp_t - g_fwd) + tp_t / w.tp
