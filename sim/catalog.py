@@ -88,6 +88,9 @@ class Accelerator:
     # measured GEMM throughput over a grid of shapes (see read_gemm_shapes): how much of
     # the best shape's rate a smaller GEMM reaches; None: every GEMM at MAMF
     gemm_shapes: GemmShapes | None = field(default=None, compare=False)
+    # matmul rate held once the chip is saturated at its power limit (a training step), as
+    # fractions of the dense peak; empty: the burst rate of matmul_efficiency
+    sustained_matmul_efficiency: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,15 @@ def _read_acc(key: str, n: Node) -> Accelerator:
         if p not in peak:
             raise me.error(p, "no peak_flops given for this precision")
         eff[p] = me.number(p, low=0.0, high=1.0, low_open=True)
+    se = n.sub("sustained_matmul_efficiency", {})
+    sustained = {}
+    for p in se.keys():
+        if p not in peak:
+            raise se.error(p, "no peak_flops given for this precision")
+        sustained[p] = se.number(p, low=0.0, high=1.0, low_open=True)
+        if p in eff and sustained[p] > eff[p]:
+            raise se.error(p, f"sustained {sustained[p]:g} exceeds the burst matmul_efficiency "
+                              f"{eff[p]:g}")
     ae = n.sub("attention_efficiency", {})
     attn = {d: ae.number(d, low=0.0, high=1.0, low_open=True) for d in ("fwd", "bwd")} \
         if ae.keys() else {}
@@ -302,6 +314,7 @@ def _read_acc(key: str, n: Node) -> Accelerator:
         provenance=_provenance(n, set(n.keys())),
         attention_efficiency=attn,
         gemm_shapes=shapes,
+        sustained_matmul_efficiency=sustained,
     )
     if acc.idle_power_W > acc.tdp_W:
         raise n.error("idle_power", f"idle power {acc.idle_power_W:g} W exceeds TDP {acc.tdp_W:g} W")

@@ -21,19 +21,24 @@ __all__ = ["attention_time", "gemm_time", "gemms_time", "backward_gemms", "hbm_t
            "matmul_rate", "shape_efficiency"]
 
 
-def matmul_rate(acc: Accelerator, precision: str) -> float:
+def matmul_rate(acc: Accelerator, precision: str, sustained: bool = False) -> float:
     """Achievable dense matmul FLOP/s of ``acc`` at ``precision`` (fp16 falls back to bf16,
-    which every accelerator here runs at the same rate)."""
+    which every accelerator here runs at the same rate). ``sustained``: the rate held at
+    the power limit (a training step keeps the tensor cores saturated), where the catalog
+    has one; otherwise the burst rate (MAMF)."""
     cm = load_catalog().compute
     prec = precision if precision in acc.peak_flops else "bf16"
     eff = acc.matmul_efficiency.get(prec, acc.matmul_efficiency.get(
         "bf16", cm.default_matmul_efficiency))
+    if sustained and prec in acc.sustained_matmul_efficiency:
+        eff = acc.sustained_matmul_efficiency[prec]
     return acc.peak_flops[prec] * eff
 
 
-def gemm_time(acc: Accelerator, precision: str, flops: float) -> float:
+def gemm_time(acc: Accelerator, precision: str, flops: float,
+              sustained: bool = False) -> float:
     """Seconds for ``flops`` of matmul work."""
-    return flops / matmul_rate(acc, precision) if flops > 0 else 0.0
+    return flops / matmul_rate(acc, precision, sustained) if flops > 0 else 0.0
 
 
 def shape_efficiency(acc: Accelerator, m: float, n: float, k: float) -> float:
@@ -66,10 +71,10 @@ def shape_efficiency(acc: Accelerator, m: float, n: float, k: float) -> float:
     return out
 
 
-def gemms_time(acc: Accelerator, precision: str, gemms) -> float:
+def gemms_time(acc: Accelerator, precision: str, gemms, sustained: bool = False) -> float:
     """Seconds for GEMMs given as (m, n, k, count): 2 m n k FLOPs each, at the matmul rate
-    times their shape efficiency."""
-    rate = matmul_rate(acc, precision)
+    (burst, or ``sustained`` at the power limit) times their shape efficiency."""
+    rate = matmul_rate(acc, precision, sustained)
     return sum(2.0 * m * n * k * c / (rate * shape_efficiency(acc, m, n, k))
                for m, n, k, c in gemms if m * n * k * c > 0)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sim.catalog import load_catalog
 from sim.compute import (
@@ -97,3 +98,27 @@ def test_layer_gemms_carry_the_layer_flops(model, tp, ep):
         c = layer_costs(m, micro_batch=2, seq_len=4096, tp=tp, ep=ep, layer=layer)
         assert sum(2 * a * b * k * n for a, b, k, n in c.gemms) == \
             pytest.approx(c.gemm_fwd, rel=1e-12)
+
+
+def test_sustained_matmul_rate_at_the_power_limit():
+    """Training GEMMs run at the rate held at the power limit where the catalog has one
+    (H200 MSMF 755 TFLOP/s BF16, 1354 FP8; H100 taken as the same), else at MAMF."""
+    assert matmul_rate(H100, "bf16", sustained=True) == pytest.approx(0.763 * 989e12)
+    assert matmul_rate(H100, "fp8", sustained=True) == pytest.approx(0.684 * 1979e12)
+    assert matmul_rate(H100, "bf16", sustained=True) < matmul_rate(H100, "bf16")
+    assert matmul_rate(A100, "bf16", sustained=True) == matmul_rate(A100, "bf16")
+    g = [(4096, 4096, 4096, 3)]
+    assert gemms_time(H100, "bf16", g, sustained=True) == pytest.approx(
+        gemms_time(H100, "bf16", g) * 0.803 / 0.763)
+
+
+def test_sustained_above_burst_is_a_catalog_error():
+    from sim.catalog import _read_acc
+    from sim.errors import ConfigError
+    from sim.spec import Node
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "topologies" / "catalog" /
+                          "accelerators.yaml").read_text())["accelerators"]["H100-SXM"]
+    raw["sustained_matmul_efficiency"] = {"bf16": 0.9}
+    with pytest.raises(ConfigError, match="sustained 0.9 exceeds the burst"):
+        _read_acc("H100-SXM", Node(raw, "accelerators.yaml", "accelerators.H100-SXM"))
