@@ -30,8 +30,10 @@ def matmul_rate(acc: Accelerator, precision: str, sustained: bool = False) -> fl
     prec = precision if precision in acc.peak_flops else "bf16"
     eff = acc.matmul_efficiency.get(prec, acc.matmul_efficiency.get(
         "bf16", cm.default_matmul_efficiency))
-    if sustained and prec in acc.sustained_matmul_efficiency:
-        eff = acc.sustained_matmul_efficiency[prec]
+    se = acc.sustained_matmul_efficiency
+    key = "bf16" if prec == "fp16" and "fp16" not in se else prec  # fp16 at the bf16 rate
+    if sustained and key in se:
+        eff = se[key]
     return acc.peak_flops[prec] * eff
 
 

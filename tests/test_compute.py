@@ -106,6 +106,7 @@ def test_sustained_matmul_rate_at_the_power_limit():
     assert matmul_rate(H100, "bf16", sustained=True) == pytest.approx(0.763 * 989e12)
     assert matmul_rate(H100, "fp8", sustained=True) == pytest.approx(0.684 * 1979e12)
     assert matmul_rate(H100, "bf16", sustained=True) < matmul_rate(H100, "bf16")
+    assert matmul_rate(H100, "fp16", sustained=True) == matmul_rate(H100, "bf16", sustained=True)
     assert matmul_rate(A100, "bf16", sustained=True) == matmul_rate(A100, "bf16")
     g = [(4096, 4096, 4096, 3)]
     assert gemms_time(H100, "bf16", g, sustained=True) == pytest.approx(
