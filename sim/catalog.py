@@ -268,21 +268,21 @@ def _read_acc(key: str, n: Node) -> Accelerator:
         peak[p] = pf.quantity(p, "flop_rate")
     if "bf16" not in peak:
         raise pf.error("bf16", "required field is missing")
-    me = n.sub("matmul_efficiency", {})
-    eff = {}
-    for p in me.keys():
-        if p not in peak:
-            raise me.error(p, "no peak_flops given for this precision")
-        eff[p] = me.number(p, low=0.0, high=1.0, low_open=True)
-    se = n.sub("sustained_matmul_efficiency", {})
-    sustained = {}
-    for p in se.keys():
-        if p not in peak:
-            raise se.error(p, "no peak_flops given for this precision")
-        sustained[p] = se.number(p, low=0.0, high=1.0, low_open=True)
-        if p in eff and sustained[p] > eff[p]:
-            raise se.error(p, f"sustained {sustained[p]:g} exceeds the burst matmul_efficiency "
-                              f"{eff[p]:g}")
+    def fractions(field_: str) -> tuple[Node, dict]:
+        # precision -> fraction of its peak, for precisions with a peak
+        sub = n.sub(field_, {})
+        out = {}
+        for p in sub.keys():
+            if p not in peak:
+                raise sub.error(p, "no peak_flops given for this precision")
+            out[p] = sub.number(p, low=0.0, high=1.0, low_open=True)
+        return sub, out
+
+    _, eff = fractions("matmul_efficiency")
+    se, sustained = fractions("sustained_matmul_efficiency")
+    for p, v in sustained.items():
+        if p in eff and v > eff[p]:
+            raise se.error(p, f"sustained {v:g} exceeds the burst matmul_efficiency {eff[p]:g}")
     ae = n.sub("attention_efficiency", {})
     attn = {d: ae.number(d, low=0.0, high=1.0, low_open=True) for d in ("fwd", "bwd")} \
         if ae.keys() else {}
