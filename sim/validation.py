@@ -309,6 +309,7 @@ def _service(name: str, model: str, tp: int, replicas: int, precision: str, **kw
     from .workload.inference import ServiceSpec
 
     m = load_catalog().get("models", model, file="inference.tsv", field=name)
+    kw.setdefault("vocab_buffer_bytes", TRTLLM_VOCAB_BUFFER_BYTES)  # every row is TensorRT-LLM
     return ServiceSpec(name=name, model=m, tp=tp, replicas=replicas, precision=precision,
                        **kw)
 
@@ -392,6 +393,15 @@ def trtllm_cases(extra: bool = True) -> pd.DataFrame:
 # PR 10273 measures the PyTorch executor's host time per iteration at about 45 ms for about
 # 1,500 requests on GB200), its size for the 2024 C++ runtime is not published.
 TRTLLM_HOST_PER_REQUEST_S = 15e-6
+# TensorRT-LLM's runtime buffers and decoder (logits, sampling workspaces; batch x padded
+# vocabulary, allocated before the KV cache is sized from the free memory), bytes per batch
+# slot and vocabulary entry on each GPU: its own log of the 0.11-0.12 executor
+# (docs/source/performance/perf-benchmarking.md, 0.12.0.dev2024073000, Llama-2-7B FP8 on
+# H100, max runtime batch 4096, vocabulary 32000): 'Allocated 1.14 GB GPU memory for
+# runtime buffers', 'Allocated 4.35 GB GPU memory for decoder' (GB = 2^30 bytes in its
+# MemoryCounters) = 5.49 GiB / (4096 x 32000) = 45 bytes (the few batch x sequence-length
+# buffers among them counted in too)
+TRTLLM_VOCAB_BUFFER_BYTES = 45.0
 _IFB_NODES = {"H100": "DGX-H100", "H200": "HGX-H200", "A100": "DGX-A100"}
 _IFB_POLICY = {"max_utilization": "recompute", "guaranteed_no_evict": "none"}
 

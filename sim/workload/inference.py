@@ -126,6 +126,9 @@ class ServiceSpec:
     # seconds of host work per request in an iteration (scheduling, bookkeeping, sampling
     # hand-off) during which the GPU waits: runtimes without an overlapped scheduler
     host_overhead_per_request: float = 0.0
+    # bytes per GPU the runtime allocates for each batch slot and vocabulary entry (logits,
+    # sampling workspaces) before it sizes the KV cache from the memory left
+    vocab_buffer_bytes: float = 0.0
     static_batch: int | None = None
     prefill_replicas: int | None = None  # disaggregated: this many prefill-only replicas
     arrival: str = "poisson"  # poisson | gamma | trace | all-at-once
@@ -232,6 +235,7 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
         preemption=b.string("preemption", "recompute", choices=("recompute", "swap", "none")),
         host_overhead_per_request=b.quantity("host_overhead_per_request", "time", 0.0,
                                              allow_zero=True),
+        vocab_buffer_bytes=b.number("vocab_buffer_bytes", 0.0, low=0.0),
         prefill_replicas=doc.sub("disaggregation", {}).integer("prefill_replicas", None,
                                                                minimum=1),
         arrival=a.string("process", "poisson", choices=("poisson", "gamma", "trace",
@@ -330,12 +334,17 @@ class IterationModel:
         self._eff_cache: dict[int, float] = {}
         free = acc.hbm_capacity_B * s.tp - self.weight_bytes * s.tp
         workspace = 0.05 * acc.hbm_capacity_B * s.tp  # activations, CUDA graphs, buffers
-        self.kv_capacity_tokens = int(max(0.0, (free - workspace) * s.kv_fraction) /
-                                      self.kv_token)
+        # the runtime's per-slot vocabulary buffers, on every GPU
+        self.vocab_buffers_B = s.vocab_buffer_bytes * (s.static_batch or s.max_batch) * \
+            m.vocab * s.tp
+        self.kv_capacity_tokens = int(max(0.0, (free - workspace - self.vocab_buffers_B) *
+                                          s.kv_fraction) / self.kv_token)
         if self.kv_capacity_tokens <= 0:
+            buf = (f" and {self.vocab_buffers_B / s.tp / 2**30:.1f} GiB of batch x vocabulary "
+                   f"buffers per GPU" if self.vocab_buffers_B else "")
             raise InfeasibleError(
                 f"{s.file or s.name}: parallelism.tp: {m.name} weights need "
-                f"{self.weight_bytes * s.tp / 2**30:.1f} GiB over tp={s.tp}, more than "
+                f"{self.weight_bytes * s.tp / 2**30:.1f} GiB over tp={s.tp}{buf}, more than "
                 f"{acc.hbm_capacity_B * s.tp / 2**30:.1f} GiB of HBM leaves room for a KV cache")
 
     def gemm_efficiency(self, tokens: int) -> float:

@@ -66,8 +66,9 @@ def test_ifb_rows_file():
 def test_ifb_rows():
     """TensorRT-LLM 0.11 in-flight batching, 100 rows. The runtime's host time per request
     is derived from the 24 dense H100 FP8 rows (their median error is zero); the other 76
-    are out of sample: median |error| about 10%. A100, FP16 and MoE rows stay optimistic
-    (see the note), so the bounds also guard that known gap."""
+    are out of sample: median |error| about 12%, max 64% with TensorRT-LLM's batch x
+    vocabulary buffers taken from the KV cache (87% without). A100, FP16 and MoE rows stay
+    optimistic (see the note), so the bounds also guard that known gap."""
     d = trtllm_ifb_cases()
     assert (d["status"] == "ok").all()
     h100_fp8 = d[d["case"].str.contains("-H100-") & d["case"].str.contains("-fp8-") &
@@ -75,7 +76,7 @@ def test_ifb_rows():
     assert len(h100_fp8) == 24 and abs(h100_fp8["error_pct"].median()) <= 1.0
     rest = d.drop(h100_fp8.index)
     assert rest["error_pct"].abs().median() <= 15.0
-    assert d["error_pct"].min() >= -30.0 and d["error_pct"].max() <= 100.0
+    assert d["error_pct"].min() >= -30.0 and d["error_pct"].max() <= 70.0
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import yaml
 from sim.catalog import load_catalog
 from sim.cli import main
 from sim.compute import attention_time, matmul_rate
+from sim.errors import ConfigError, InfeasibleError
 from sim.fabric import nvswitch_node
 from sim.workload.inference import (
     IterationModel,
@@ -246,6 +247,29 @@ def test_host_overhead_per_request_closed_form(dgx, tmp_path):
             pytest.approx(np.full(n, N * n * c), rel=1e-9)
     p = _svc_file(tmp_path, **{"batching.host_overhead_per_request": "15 us"})
     assert load_service(p).host_overhead_per_request == pytest.approx(15e-6)
+
+
+def test_vocab_buffers_come_out_of_the_kv_cache(dgx, tmp_path):
+    """The runtime's batch x vocabulary buffers (every GPU) are taken from the memory the
+    KV cache is sized from; too many of them leave none, which says so in one line."""
+    from sim.workload.inference import load_service
+
+    acc = CAT.accelerators["H100-SXM"]
+    s = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1, max_batch=1024,
+                    vocab_buffer_bytes=45.0)
+    it = IterationModel(s, dgx, dgx.accelerators[:2])
+    free = (acc.hbm_capacity_B - it.weight_bytes - 0.05 * acc.hbm_capacity_B) * 2 - \
+        45.0 * 1024 * L70.vocab * 2
+    assert it.kv_capacity_tokens == int(free * 0.9 / kv_bytes_per_token(L70, 1))
+    big = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1,
+                      max_batch=65536, vocab_buffer_bytes=45.0)
+    with pytest.raises(InfeasibleError, match=r"GiB of batch x vocabulary buffers per GPU"):
+        IterationModel(big, dgx, dgx.accelerators[:2])
+    p = _svc_file(tmp_path, **{"batching.vocab_buffer_bytes": 45})
+    assert load_service(p).vocab_buffer_bytes == 45.0
+    p = _svc_file(tmp_path, **{"batching.vocab_buffer_bytes": -1})
+    with pytest.raises(ConfigError, match="batching.vocab_buffer_bytes"):
+        load_service(p)
 
 
 def test_swap_time_over_the_host_link(dgx):
