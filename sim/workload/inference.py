@@ -81,8 +81,7 @@ class Lengths:
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.dist == "empirical":
-            v = np.asarray(self.values, np.int64)
-            x = rng.permutation(v)[:n] if n <= len(v) else rng.choice(v, n)
+            x = np.asarray(self.values, np.int64)[self.draw(rng, n)]
         elif self.dist == "fixed":
             x = np.full(n, self.mean)
         elif self.dist == "uniform":
@@ -93,6 +92,12 @@ class Lengths:
             mu = math.log(self.mean) - self.sigma**2 / 2
             x = rng.lognormal(mu, self.sigma, n)
         return self.clip(x)
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Indices of ``n`` empirical values: without replacement while they last, as a
+        benchmark issues each sample once, then with replacement."""
+        m = len(self.values)
+        return rng.permutation(m)[:n] if n <= m else rng.choice(m, n)
 
     def clip(self, x) -> np.ndarray:
         """Lengths rounded and clipped to [max(1, low), high]."""
@@ -472,8 +477,7 @@ def _arrivals(s: ServiceSpec, duration: float, rng: np.random.Generator):
         n = len(t)
     if paired_lengths(s.prompt, s.output):
         # one data set's two columns: sample i keeps its own prompt and output
-        m = len(s.prompt.values)
-        idx = rng.permutation(m)[:n] if n <= m else rng.choice(m, n)
+        idx = s.prompt.draw(rng, n)
         return t, s.prompt.clip(np.asarray(s.prompt.values)[idx]), \
             s.output.clip(np.asarray(s.output.values)[idx])
     return t, s.prompt.sample(rng, n), s.output.sample(rng, n)
