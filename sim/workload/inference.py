@@ -14,8 +14,10 @@ length stands for the max_tokens it reserves (the TensorRT-LLM benchmarks ignore
 the two are equal there).
 
 Iteration time is a roofline per GPU (:mod:`sim.compute`): linear layers cost
-2 x active parameters x tokens FLOPs at the measured matmul rate, but cannot run faster
-than reading the weights once from HBM (decode is memory-bound); attention costs its
+2 x active parameters x tokens FLOPs at the measured matmul rate (the rate held at the
+power limit where the catalog has one: a serving benchmark keeps the GPU loaded for
+minutes), but cannot run faster than reading the weights once from HBM (decode is
+memory-bound); attention costs its
 quadratic FLOPs over the context (prefill is compute-bound) or reading the context's KV
 cache (decode; once per KV head with a grouped kernel such as FlashDecoding or XQA, once
 per query head with TensorRT-LLM's older masked-MHA kernel: ``decode_attention``);
@@ -288,7 +290,7 @@ class IterationModel:
         acc = f.catalog.accelerators[f.graph.nodes[gpus[0]]["model"]]
         self.acc = acc
         cm = f.catalog.compute
-        self.rate = matmul_rate(acc, s.precision)
+        self.rate = matmul_rate(acc, s.precision, True)
         self.precision = s.precision
         self.hbm = acc.hbm_bandwidth_Bps * cm.hbm_efficiency
         wbytes = 1 if s.precision == "fp8" else 2
@@ -361,7 +363,7 @@ class IterationModel:
             for moe, count in self._kinds.items():
                 g = layer_gemms(self._model, tokens, self.tp, 1, moe)
                 flops += count * sum(2.0 * a * b * k * c for a, b, k, c in g)
-                t += count * gemms_time(self.acc, self.precision, g)
+                t += count * gemms_time(self.acc, self.precision, g, True)
             e = self._eff_cache[tokens] = flops / (t * self.rate) if t > 0 else 1.0
         return e
 

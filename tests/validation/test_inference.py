@@ -110,6 +110,20 @@ def test_mlperf_output_lengths_are_the_data_sets_pairs():
     assert paired_lengths(s.prompt, s.output)
 
 
+def test_mlperf_published_runs_parse():
+    """Both systems' published runs read from their files: the H100 from the shared table,
+    the H200 from experiments/validation, with the run settings NVIDIA's configs give."""
+    from sim.validation import MLPERF_SYSTEMS, _count, _mlperf_published
+
+    pubs = {p["system"]: p for p in _mlperf_published()}
+    assert set(pubs) == set(MLPERF_SYSTEMS) == {"H100", "H200"}
+    h200 = pubs["H200"]
+    assert _count(h200["offline"]["value"]) == 31302.7
+    assert _count(h200["server"]["value"].split("(", 1)[1]) == 100.35
+    assert MLPERF_SYSTEMS["H200"].tp * MLPERF_SYSTEMS["H200"].engines == 8
+    assert MLPERF_SYSTEMS["H100"].tp * MLPERF_SYSTEMS["H100"].engines == 8
+
+
 @pytest.mark.slow
 def test_mlperf_offline_within_15_percent(mlperf):
     """Out of sample: the data set's own prompts and reference outputs, NVIDIA's settings,
@@ -118,7 +132,7 @@ def test_mlperf_offline_within_15_percent(mlperf):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Server max rate over-predicted by ~34% (see note): "
+@pytest.mark.xfail(strict=True, reason="Server max rate over-predicted by ~26% (see note): "
                    "at the rate the real Server runs (0.88 of its Offline) its replicas hold "
                    "~840 requests at ~155 ms per token; the model's run far from saturation")
 def test_mlperf_server_within_20_percent(mlperf):
@@ -126,16 +140,26 @@ def test_mlperf_server_within_20_percent(mlperf):
 
 
 @pytest.mark.slow
-def test_mlperf_server_over_predicted_at_most_40_percent(mlperf):
+def test_mlperf_server_over_predicted_at_most_30_percent(mlperf):
     """Guards the known gap from growing."""
-    assert 0 < mlperf.iloc[1]["error_pct"] <= 40.0
+    assert mlperf.iloc[1]["case"] == "MLPINF41-H100x8-SRV"
+    assert 0 < mlperf.iloc[1]["error_pct"] <= 30.0
+
+
+@pytest.mark.slow
+def test_mlperf_h200_out_of_sample(mlperf):
+    """NVIDIA's H200 x8 submission (TP1 x 8 engines, batch 896), not used for any constant:
+    Offline within 15% and the highest Server rate within 20%, as for the H100 target."""
+    got = mlperf.set_index("case")["error_pct"]
+    assert abs(got["MLPINF41-H200x8-OFF"]) <= 15.0
+    assert abs(got["MLPINF41-H200x8-SRV"]) <= 20.0
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="at the published 74.42 samples/s the model's "
-                   "replicas run far below saturation (p99 TPOT ~56 ms vs 175 ms measured): "
+                   "replicas run far below saturation (p99 TPOT ~57 ms vs 175 ms measured): "
                    "its Server iterations are cheaper than the real ones, see the note")
 def test_mlperf_server_latencies_at_the_published_rate(mlperf):
-    at = mlperf[mlperf["case"].str.contains("SRV ")]
+    at = mlperf[mlperf["case"].str.startswith("MLPINF41-H100x8-SRV ")]
     assert list(at["metric"]) == ["p99 TTFT (ms)", "mean TTFT (ms)", "p99 TPOT (ms)"]
     assert at["error_pct"].abs().max() <= 20.0

@@ -52,9 +52,9 @@ def test_decode_is_memory_bound_and_prefill_compute_bound(dgx):
     n = 8192
     t, info = it.time(n, n * n / 2, 0, 0.0)
     attn = 4 * L70.layers * L70.heads * L70.head_dim / 2 * n * n / 2
-    flops_t = (info["flops"] - attn) / matmul_rate(acc, "fp8") + \
+    flops_t = (info["flops"] - attn) / matmul_rate(acc, "fp8", sustained=True) + \
         attention_time(acc, "fp8", attn)
-    assert attention_time(acc, "fp8", attn) > attn / matmul_rate(acc, "fp8")
+    assert attention_time(acc, "fp8", attn) > attn / matmul_rate(acc, "fp8", sustained=True)
     assert flops_t < t < flops_t * 1.3
     # KV capacity: HBM left after weights and a 5% workspace, at kv_fraction
     free = (acc.hbm_capacity_B * 2 - it.weight_bytes * 2 - 0.05 * acc.hbm_capacity_B * 2)
@@ -93,7 +93,7 @@ def test_small_batch_gemms_between_streaming_and_the_measured_shapes(dgx):
     it = IterationModel(s, dgx, dgx.accelerators[:2])
     acc = CAT.accelerators["H100-SXM"]
     t_w = it.weight_bytes / (acc.hbm_bandwidth_Bps * CAT.compute.hbm_efficiency)
-    rate = matmul_rate(acc, "fp8")
+    rate = matmul_rate(acc, "fp8", sustained=True)
 
     def roofline(m):
         return max(2 * it.active_params * m / 2 / it.gemm_efficiency(m) / rate, t_w)
