@@ -437,3 +437,15 @@ def test_bad_lengths_file_one_line(tmp_path, capsys, text, match):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(tmp_path / "isl.txt") in err[0]
     assert match in err[0]
+
+
+def test_bundled_mlperf_service_uses_the_derived_trtllm_constants():
+    """workloads/llama2-70b-serve.yaml restates TensorRT-LLM's host time and buffers: they
+    must stay the values sim.validation derives (re-derived when the compute model moves)."""
+    from sim.units import parse_time
+    from sim.validation import TRTLLM_HOST_PER_REQUEST_S, TRTLLM_VOCAB_BUFFER_BYTES
+
+    b = yaml.safe_load((ROOT / "workloads" / "llama2-70b-serve.yaml").read_text())["batching"]
+    assert parse_time(b["host_overhead_per_request"]) == \
+        pytest.approx(TRTLLM_HOST_PER_REQUEST_S)
+    assert b["vocab_buffer_bytes"] == TRTLLM_VOCAB_BUFFER_BYTES
