@@ -319,7 +319,7 @@ def _validate(args: argparse.Namespace) -> int:
                   .round(1).to_string())
             for _, r in ifb[ifb["status"] != "ok"].iterrows():
                 print(f"  {r['case']}: {r['status']}")
-            print("\nMLPerf Inference v4.1 llama2-70b, 8x H100:")
+            print("\nMLPerf Inference v4.1 llama2-70b, DGX H100 and (out of sample) H200 x8:")
             print(mlperf[["case", "status", "measured", "predicted", "error_pct",
                           "setting"]].to_string(**fmt))
         return 0

@@ -622,21 +622,22 @@ def mlperf_cases() -> pd.DataFrame:
         rate, m = mlperf_server(out_mean, system)
         srv_tok = _count(srv["value"])
         pred_srv = rate * out_mean
-        rows += [
-            {"case": off["case_id"], "source": pub["file"], "status": "ok",
-             "metric": "tokens/s", "measured": off_tok, "predicted": pred_off,
-             "error_pct": (pred_off / off_tok - 1) * 100,
-             "setting": f"TP{sy.tp} x {sy.engines}, FP8, batch {sy.batch_offline}, "
+
+        def row(case, metric, meas, pred, setting, source=pub["file"]):
+            return {"case": case, "source": source, "status": "ok", "metric": metric,
+                    "measured": meas, "predicted": pred,
+                    "error_pct": (pred / meas - 1) * 100, "setting": setting}
+
+        rows.append(row(off["case_id"], "tokens/s", off_tok, pred_off,
+                        f"TP{sy.tp} x {sy.engines}, FP8, batch {sy.batch_offline}, "
                         f"{sy.offline_samples:,} samples; the data set's prompts (mean "
                         f"{prompt:.0f} tokens) with their reference outputs scaled to the "
-                        f"run's mean {out_mean:.1f}"},
-            {"case": srv["case_id"], "source": pub["file"], "status": "ok",
-             "metric": "tokens/s", "measured": srv_tok, "predicted": pred_srv,
-             "error_pct": (pred_srv / srv_tok - 1) * 100,
-             "setting": f"batch {sy.batch_server}: max rate {rate:.1f}/s over "
+                        f"run's mean {out_mean:.1f}"))
+        rows.append(row(srv["case_id"], "tokens/s", srv_tok, pred_srv,
+                        f"batch {sy.batch_server}: max rate {rate:.1f}/s over "
                         f"{MLPERF_MIN_DURATION_S:.0f} s at p99 TTFT "
                         f"{m.get('ttft_p99_s', math.nan):.2f} s, p99 TPOT "
-                        f"{m.get('tpot_p99_s', math.nan) * 1e3:.0f} ms (limits 2 s, 200 ms)"}]
+                        f"{m.get('tpot_p99_s', math.nan) * 1e3:.0f} ms (limits 2 s, 200 ms)"))
         # like with like at the published rate: the latencies the run measured there
         at_rate = _count(srv["value"].split("(", 1)[1])  # completed samples/s
         s = _mlperf_service(out_mean, sy.batch_server, system, arrival="poisson",
@@ -650,10 +651,7 @@ def mlperf_cases() -> pd.DataFrame:
             if not found:
                 raise ConfigError(f"no '{label} ... ms' in latency_stats {stats!r}",
                                   file=pub["file"], field=srv["case_id"])
-            meas = float(found.group(1))
-            rows.append({"case": f"{srv['case_id']} {label}", "source": pub["file"],
-                         "status": "ok", "metric": f"{label} (ms)", "measured": meas,
-                         "predicted": m_at[key] * 1e3,
-                         "error_pct": (m_at[key] * 1e3 / meas - 1) * 100,
-                         "setting": f"Poisson at the published {at_rate:g} samples/s"})
+            rows.append(row(f"{srv['case_id']} {label}", f"{label} (ms)",
+                            float(found.group(1)), m_at[key] * 1e3,
+                            f"Poisson at the published {at_rate:g} samples/s"))
     return pd.DataFrame(rows)
