@@ -396,9 +396,10 @@ def trtllm_cases(extra: bool = True) -> pd.DataFrame:
 # dense H100 FP8 rows of trtllm_ifb.tsv (14 us with H100 memory as 80e9 bytes, 15 us with
 # the nvidia-smi capacity, 13 us since serving runs its GEMMs at the rate sustained at the
 # power limit; experiments/validation/derive_trtllm_host_time.py re-derives it); the other
-# 76 rows, MLPerf and the static-batch runs (which have no batch manager) are out of sample. The mechanism is documented (NVIDIA/TensorRT-LLM
-# PR 10273 measures the PyTorch executor's host time per iteration at about 45 ms for about
-# 1,500 requests on GB200), its size for the 2024 C++ runtime is not published.
+# 76 rows, MLPerf and the static-batch runs (which have no batch manager) are out of sample.
+# The mechanism is documented (NVIDIA/TensorRT-LLM PR 10273 measures the PyTorch executor's
+# host time per iteration at about 45 ms for about 1,500 requests on GB200), its size for
+# the 2024 C++ runtime is not published.
 TRTLLM_HOST_PER_REQUEST_S = 13e-6
 # TensorRT-LLM's runtime buffers and decoder (logits, sampling workspaces; batch x padded
 # vocabulary, allocated before the KV cache is sized from the free memory), bytes per batch
@@ -565,9 +566,11 @@ def mlperf_server(out_mean: float = 290.3, system: str = "H100",
 
     sy = MLPERF_SYSTEMS[system]
     fab = nvswitch_node(sy.node)
+    # saturated: a quarter of the Offline query at the Server batch, queued at once (enough
+    # to fill every slot; the margin covers its drain at the end)
     sat = _mlperf_service(out_mean, sy.batch_server, system, arrival="all-at-once",
                           rate=float(sy.offline_samples) / 4)
-    hi = 1.1 * simulate_service(fab, sat, 1.0).summary["requests_per_s"]  # drain included
+    hi = 1.1 * simulate_service(fab, sat, 1.0).summary["requests_per_s"]
 
     def run(rate):
         s = _mlperf_service(out_mean, sy.batch_server, system, arrival="poisson", rate=rate)

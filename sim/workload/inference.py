@@ -17,10 +17,10 @@ Iteration time is a roofline per GPU (:mod:`sim.compute`): linear layers cost
 2 x active parameters x tokens FLOPs at the measured matmul rate (the rate held at the
 power limit where the catalog has one: a serving benchmark keeps the GPU loaded for
 minutes), but cannot run faster than reading the weights once from HBM (decode is
-memory-bound); attention costs its
-quadratic FLOPs over the context (prefill is compute-bound) or reading the context's KV
-cache (decode; once per KV head with a grouped kernel such as FlashDecoding or XQA, once
-per query head with TensorRT-LLM's older masked-MHA kernel: ``decode_attention``);
+memory-bound); attention costs its quadratic FLOPs over the context (prefill is
+compute-bound) or reading the context's KV cache (decode; once per KV head with a grouped
+kernel such as FlashDecoding or XQA, once per query head with TensorRT-LLM's older
+masked-MHA kernel: ``decode_attention``);
 elementwise operations (norms, residual adds, the activation function, rotary) move their
 bytes through HBM per token, counted as in training without dropout; each layer adds two
 tensor-parallel all-reduces of the iteration's activations
