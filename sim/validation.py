@@ -606,55 +606,67 @@ def _mlperf_published() -> list[dict]:
     return out
 
 
+def _mlperf_row(source: str, case: str, metric: str, meas: float, pred: float,
+                setting: str) -> dict:
+    return {"case": case, "source": source, "status": "ok", "metric": metric,
+            "measured": meas, "predicted": pred, "error_pct": (pred / meas - 1) * 100,
+            "setting": setting}
+
+
+def _mlperf_system(pub: dict) -> list[dict]:
+    """One system's rows of :func:`mlperf_cases`."""
+    from .workload.inference import simulate_service
+
+    system, off, srv, src = pub["system"], pub["offline"], pub["server"], pub["file"]
+    sy = MLPERF_SYSTEMS[system]
+    off_tok = _count(off["value"])
+    off_samples = _count(off["value"].split("(", 1)[1])
+    out_mean = off_tok / off_samples  # output tokens per sample in the measured run
+    pred_off = mlperf_offline(out_mean, system)
+    rate, m = mlperf_server(out_mean, system)
+    rows = [_mlperf_row(src, off["case_id"], "tokens/s", off_tok, pred_off,
+                        f"TP{sy.tp} x {sy.engines}, FP8, batch {sy.batch_offline}, "
+                        f"{sy.offline_samples:,} samples; the data set's prompts (mean "
+                        f"{mlperf_prompt_lengths().mean:.0f} tokens) with their reference "
+                        f"outputs scaled to the run's mean {out_mean:.1f}"),
+            _mlperf_row(src, srv["case_id"], "tokens/s", _count(srv["value"]),
+                        rate * out_mean,
+                        f"batch {sy.batch_server}: max rate {rate:.1f}/s over "
+                        f"{MLPERF_MIN_DURATION_S:.0f} s at p99 TTFT "
+                        f"{m.get('ttft_p99_s', math.nan):.2f} s, p99 TPOT "
+                        f"{m.get('tpot_p99_s', math.nan) * 1e3:.0f} ms (limits 2 s, 200 ms)")]
+    # like with like at the published rate: the latencies the run measured there
+    at_rate = _count(srv["value"].split("(", 1)[1])  # completed samples/s
+    s = _mlperf_service(out_mean, sy.batch_server, system, arrival="poisson", rate=at_rate)
+    m_at = simulate_service(nvswitch_node(sy.node), s, MLPERF_MIN_DURATION_S,
+                            warmup_s=30.0).summary
+    stats = srv["latency_stats"]
+    for label, key in (("p99 TTFT", "ttft_p99_s"), ("mean TTFT", "ttft_mean_s"),
+                       ("p99 TPOT", "tpot_p99_s")):
+        found = re.search(label + r"\s+([\d.]+)\s*ms", stats)
+        if not found:
+            raise ConfigError(f"no '{label} ... ms' in latency_stats {stats!r}",
+                              file=src, field=srv["case_id"])
+        rows.append(_mlperf_row(src, f"{srv['case_id']} {label}", f"{label} (ms)",
+                                float(found.group(1)), m_at[key] * 1e3,
+                                f"Poisson at the published {at_rate:g} samples/s"))
+    return rows
+
+
 def mlperf_cases() -> pd.DataFrame:
     """MLPerf v4.1 Offline and Server, 8x H100 (the acceptance case) and 8x H200 (out of
     sample), predicted from the data set's prompt lengths and each run's mean output length:
     Offline throughput, the highest Server rate that meets the latency limits over
-    LoadGen's 2,400 s, and the Server latencies at the published rate."""
-    from .workload.inference import simulate_service
+    LoadGen's 2,400 s, and the Server latencies at the published rate. The systems are
+    simulated side by side, one process each where the machine has the cores (each
+    simulation is deterministic: the same rows either way)."""
+    pubs = _mlperf_published()
+    workers = min(len(pubs), os.cpu_count() or 1)
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
 
-    prompt = mlperf_prompt_lengths().mean
-    rows = []
-    for pub in _mlperf_published():
-        system, off, srv = pub["system"], pub["offline"], pub["server"]
-        sy = MLPERF_SYSTEMS[system]
-        off_tok = _count(off["value"])
-        off_samples = _count(off["value"].split("(", 1)[1])
-        out_mean = off_tok / off_samples  # output tokens per sample in the measured run
-        pred_off = mlperf_offline(out_mean, system)
-        rate, m = mlperf_server(out_mean, system)
-        srv_tok = _count(srv["value"])
-        pred_srv = rate * out_mean
-
-        def row(case, metric, meas, pred, setting, source=pub["file"]):
-            return {"case": case, "source": source, "status": "ok", "metric": metric,
-                    "measured": meas, "predicted": pred,
-                    "error_pct": (pred / meas - 1) * 100, "setting": setting}
-
-        rows.append(row(off["case_id"], "tokens/s", off_tok, pred_off,
-                        f"TP{sy.tp} x {sy.engines}, FP8, batch {sy.batch_offline}, "
-                        f"{sy.offline_samples:,} samples; the data set's prompts (mean "
-                        f"{prompt:.0f} tokens) with their reference outputs scaled to the "
-                        f"run's mean {out_mean:.1f}"))
-        rows.append(row(srv["case_id"], "tokens/s", srv_tok, pred_srv,
-                        f"batch {sy.batch_server}: max rate {rate:.1f}/s over "
-                        f"{MLPERF_MIN_DURATION_S:.0f} s at p99 TTFT "
-                        f"{m.get('ttft_p99_s', math.nan):.2f} s, p99 TPOT "
-                        f"{m.get('tpot_p99_s', math.nan) * 1e3:.0f} ms (limits 2 s, 200 ms)"))
-        # like with like at the published rate: the latencies the run measured there
-        at_rate = _count(srv["value"].split("(", 1)[1])  # completed samples/s
-        s = _mlperf_service(out_mean, sy.batch_server, system, arrival="poisson",
-                            rate=at_rate)
-        m_at = simulate_service(nvswitch_node(sy.node), s, MLPERF_MIN_DURATION_S,
-                                warmup_s=30.0).summary
-        stats = srv["latency_stats"]
-        for label, key in (("p99 TTFT", "ttft_p99_s"), ("mean TTFT", "ttft_mean_s"),
-                           ("p99 TPOT", "tpot_p99_s")):
-            found = re.search(label + r"\s+([\d.]+)\s*ms", stats)
-            if not found:
-                raise ConfigError(f"no '{label} ... ms' in latency_stats {stats!r}",
-                                  file=pub["file"], field=srv["case_id"])
-            rows.append(row(f"{srv['case_id']} {label}", f"{label} (ms)",
-                            float(found.group(1)), m_at[key] * 1e3,
-                            f"Poisson at the published {at_rate:g} samples/s"))
-    return pd.DataFrame(rows)
+        with ProcessPoolExecutor(workers) as ex:
+            parts = list(ex.map(_mlperf_system, pubs))
+    else:
+        parts = [_mlperf_system(p) for p in pubs]
+    return pd.DataFrame([r for part in parts for r in part])
