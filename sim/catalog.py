@@ -91,6 +91,9 @@ class Accelerator:
     # matmul rate held once the chip is saturated at its power limit (a training step), as
     # fractions of the dense peak; empty: the burst rate of matmul_efficiency
     sustained_matmul_efficiency: dict = field(default_factory=dict)
+    # streaming multiprocessors (NVIDIA) or compute units (AMD): the share communication
+    # kernels take from overlapped GEMMs is counted in them; None: not modelled
+    compute_units: int | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,7 @@ def _read_acc(key: str, n: Node) -> Accelerator:
         attention_efficiency=attn,
         gemm_shapes=shapes,
         sustained_matmul_efficiency=sustained,
+        compute_units=n.integer("compute_units", None, minimum=1),
     )
     if acc.idle_power_W > acc.tdp_W:
         raise n.error("idle_power", f"idle power {acc.idle_power_W:g} W exceeds TDP {acc.tdp_W:g} W")

@@ -40,7 +40,7 @@ from ..collectives import collective_time
 from ..collectives.algorithms import PhaseSpec, pair_phase
 from ..collectives.timing import CompiledPhase, _capacity, _compile_phase
 from ..compute import attention_time, backward_gemms, gemm_time, gemms_time, hbm_time
-from ..errors import InfeasibleError
+from ..errors import ConfigError, InfeasibleError
 from ..fabric.fabric import Fabric
 from ..network import make_network
 from ..spec import Node, apply_overrides, load_yaml
@@ -95,9 +95,13 @@ class TrainingWorkload:
     split_counts_embedding_and_loss: bool = False
     # Transformer Engine's TP communication overlap (--tp-comm-overlap, userbuffers): each
     # layer's TP all-gathers / reduce-scatters run in tp chunks under its GEMMs; only what
-    # outlasts the GEMMs, and the first chunk, stays exposed (an ideal overlap: no slowdown
-    # of the GEMMs from sharing the GPU)
+    # outlasts the GEMMs, and the first chunk, stays exposed. The overlaps that run their
+    # communication on SMs take tp_comm_overlap_sms of them from the GEMMs they hide under
+    # (TE's defaults, module/base.py get_default_config: pipelined reduce-scatter after the
+    # output projections and bulk overlaps in their input-side backward, 16 SMs each; the
+    # ring-exchange all-gathers use copy engines); 0 = an ideal overlap
     tp_comm_overlap: bool = False
+    tp_comm_overlap_sms: int = 16
     placement: str = "tp,cp,dp,pp"  # fastest-varying first: rank order on the fabric
     first_gpu: int = 0
     n_gpus: int | None = None  # the job's GPUs; default: every accelerator of the fabric
@@ -236,6 +240,7 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
         overlap_grad_reduce=_bool(o, "overlap_grad_reduce", True),
         overlap_param_gather=_bool(o, "overlap_param_gather", True),
         tp_comm_overlap=_bool(o, "tp_comm_overlap", False),
+        tp_comm_overlap_sms=o.integer("tp_comm_overlap_sms", 16, minimum=0),
         grad_bucket_params=o.number("grad_bucket_params", 40e6, low=1.0),
         grad_reduce_bytes={"fp32": 4, "bf16": 2, "fp16": 2, None: None}[
             o.string("grad_reduce_dtype", None, choices=("fp32", "bf16", "fp16"))],
@@ -446,6 +451,7 @@ class _Stage:
             return (2.0 if backward else 1.0) * gemm_time(acc, prec, flops, True)
 
         rec_tp = 1.0 if w.recompute == "full" else 0.0  # a recomputed forward's TP too
+        slow = _overlap_slowdown(w, acc) if w.tp_comm_overlap and w.tp > 1 else 1.0
         for c in costs:
             fwd += k_fwd * ko
             bwd += (2 * k_fwd + k_rec) * ko
@@ -459,7 +465,17 @@ class _Stage:
                 (g_fwd if w.recompute == "full" else 0.0) + attn(rec_attn) + \
                 hbm_time(acc, c.recompute_bytes) + hbm_time(acc, c.fp8_bwd_bytes)
             if w.tp_comm_overlap and w.tp > 1:
-                g_bwd = 2 * g_fwd
+                # GEMMs under SM-based overlaps run on the SMs communication leaves them:
+                # the output projections (n = hidden: their outputs are reduce-scattered) in
+                # forward, the other GEMMs' input and weight gradients in backward
+                row = [g for g in c.gemms if g[1] == m.hidden]
+                col = [g for g in c.gemms if g[1] != m.hidden]
+                x_fwd = (slow - 1.0) * gemms_time(acc, prec, row, True)
+                x_bwd = (slow - 1.0) * gemms_time(acc, prec, backward_gemms(col), True)
+                fwd += x_fwd
+                bwd += x_bwd + rec_tp * x_fwd
+                g_fwd += x_fwd
+                g_bwd = 2 * g_fwd + x_bwd
                 tp_fwd += max(0.0, tp_t - g_fwd) + tp_t / w.tp
                 tp_bwd += max(0.0, tp_t * (1 + rec_tp) - g_bwd - rec_tp * g_fwd) + \
                     tp_t * (1 + rec_tp) / w.tp
@@ -504,6 +520,17 @@ class _Stage:
         self.params = d_params / w.tp + e_params / (w.tp * w.ep)
         if s in (0, w.pp - 1):
             self.params += m.vocab * m.hidden / w.tp
+
+
+def _overlap_slowdown(w: TrainingWorkload, acc) -> float:
+    """How much longer a GEMM takes on the SMs a TP-overlap's communication leaves it."""
+    sms, units = w.tp_comm_overlap_sms, acc.compute_units
+    if not sms or units is None:
+        return 1.0
+    if sms >= units:
+        raise ConfigError(f"{sms} SMs for TP communication leave none of {acc.id}'s {units} "
+                          "for the GEMMs", file=w.file, field="options.tp_comm_overlap_sms")
+    return units / (units - sms)
 
 
 def _nic_rate(f: Fabric, gpu: str) -> float:

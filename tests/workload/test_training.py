@@ -11,7 +11,7 @@ import yaml
 
 from sim.catalog import load_catalog
 from sim.cli import main
-from sim.errors import InfeasibleError
+from sim.errors import ConfigError, InfeasibleError
 from sim.fabric import leaf_spine, rail_optimized
 from sim.workload import TrainingWorkload, layer_costs, memory_per_gpu, simulate_training
 from sim.workload.training import _schedule, model_flops_per_step
@@ -156,11 +156,50 @@ def test_tp_comm_overlap_leaves_one_chunk_exposed(fab64):
               n_gpus=64)
     gpus = [fab64.accelerators[i] for i in range(8)]
     off = _Stage(TrainingWorkload(**kw), fab64, 0, gpus)
-    on = _Stage(TrainingWorkload(tp_comm_overlap=True, **kw), fab64, 0, gpus)
+    on = _Stage(TrainingWorkload(tp_comm_overlap=True, tp_comm_overlap_sms=0, **kw), fab64, 0,
+                gpus)
     assert off.tp_fwd > 0 and off.tp_bwd == pytest.approx(off.tp_fwd)
     assert on.tp_fwd == pytest.approx(off.tp_fwd / 8)
     assert on.tp_bwd == pytest.approx(off.tp_bwd / 8)
     assert on.compute_fwd == off.compute_fwd
+
+
+def test_tp_comm_overlap_sms_slow_the_gemms_they_share(fab64):
+    """Communication on 16 of the H100's 132 SMs: the output projections (forward) and the
+    other GEMMs' gradients (backward) take 132/116 of their time; nothing else changes, and
+    the GEMMs still hide all but one chunk of tp."""
+    from sim.compute import backward_gemms, gemms_time
+    from sim.workload.models import layer_costs
+    from sim.workload.training import _Stage
+
+    m = CAT.models["llama3-70b"]
+    kw = dict(name="x", model=m, global_batch=8, micro_batch=1, seq_len=8192, tp=8, dp=8,
+              n_gpus=64, tp_comm_overlap=True)
+    gpus = [fab64.accelerators[i] for i in range(8)]
+    ideal = _Stage(TrainingWorkload(tp_comm_overlap_sms=0, **kw), fab64, 0, gpus)
+    real = _Stage(TrainingWorkload(**kw), fab64, 0, gpus)
+    acc = CAT.accelerators["H100-SXM"]
+    c = layer_costs(m, micro_batch=1, seq_len=8192, tp=8)
+    row = [g for g in c.gemms if g[1] == m.hidden]  # attention output projection, FC2
+    col = [g for g in c.gemms if g[1] != m.hidden]  # QKV, FC1
+    assert len(row) == 2 and len(col) == 2
+    extra = 132 / 116 - 1
+    L = m.layers
+    assert real.compute_fwd - ideal.compute_fwd == pytest.approx(
+        L * extra * gemms_time(acc, "bf16", row, True), rel=1e-9)
+    assert real.compute_bwd - ideal.compute_bwd == pytest.approx(
+        L * extra * gemms_time(acc, "bf16", backward_gemms(col), True), rel=1e-9)
+    assert real.tp_fwd == pytest.approx(ideal.tp_fwd)
+
+
+def test_tp_comm_overlap_sms_beyond_the_gpu_is_a_clear_error(fab64):
+    w = TrainingWorkload(name="x", model=CAT.models["llama3-8b"], global_batch=8,
+                         micro_batch=1, seq_len=2048, tp=8, dp=8, n_gpus=64,
+                         tp_comm_overlap=True, tp_comm_overlap_sms=132, file="w.yaml")
+    with pytest.raises(ConfigError, match=r"132 SMs for TP communication leave none of "
+                                          r"H100-SXM's 132") as e:
+        simulate_training(fab64, w)
+    assert e.value.field == "options.tp_comm_overlap_sms"
 
 
 def test_model_that_does_not_fit_is_infeasible_with_numbers(fab64):
@@ -276,6 +315,9 @@ def _workload(tmp_path, **edits):
     ({"parallelism.ep": 2}, "parallelism.ep", "has no experts"),
     ({"options.grad_reduce_dtype": "fp64"}, "options.grad_reduce_dtype",
      "'fp64' is not one of: fp32, bf16, fp16"),
+    ({"options.tp_comm_overlap": True, "options.tp_comm_overlap_sms": 140},
+     "options.tp_comm_overlap_sms", "140 SMs for TP communication leave none of H100-SXM's 132"),
+    ({"options.tp_comm_overlap_sms": -1}, "options.tp_comm_overlap_sms", "must be at least 0"),
     ({"parallelism.split_counts_embedding_and_loss": True},
      "parallelism.split_counts_embedding_and_loss",
      "80 layers + embedding + loss = 82 do not split into pp x virtual stages = 4 chunks"),
