@@ -474,8 +474,8 @@ class _Stage:
                 x_bwd = (slow - 1.0) * gemms_time(acc, prec, backward_gemms(col), True)
                 fwd += x_fwd
                 bwd += x_bwd + rec_tp * x_fwd
-                g_fwd += x_fwd
                 g_bwd = 2 * g_fwd + x_bwd
+                g_fwd += x_fwd
                 tp_fwd += max(0.0, tp_t - g_fwd) + tp_t / w.tp
                 tp_bwd += max(0.0, tp_t * (1 + rec_tp) - g_bwd - rec_tp * g_fwd) + \
                     tp_t * (1 + rec_tp) / w.tp
