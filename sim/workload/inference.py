@@ -290,7 +290,7 @@ class IterationModel:
         acc = f.catalog.accelerators[f.graph.nodes[gpus[0]]["model"]]
         self.acc = acc
         cm = f.catalog.compute
-        self.rate = matmul_rate(acc, s.precision, True)
+        self.rate = matmul_rate(acc, s.precision, sustained=True)
         self.precision = s.precision
         self.hbm = acc.hbm_bandwidth_Bps * cm.hbm_efficiency
         wbytes = 1 if s.precision == "fp8" else 2
@@ -363,7 +363,7 @@ class IterationModel:
             for moe, count in self._kinds.items():
                 g = layer_gemms(self._model, tokens, self.tp, 1, moe)
                 flops += count * sum(2.0 * a * b * k * c for a, b, k, c in g)
-                t += count * gemms_time(self.acc, self.precision, g, True)
+                t += count * gemms_time(self.acc, self.precision, g, sustained=True)
             e = self._eff_cache[tokens] = flops / (t * self.rate) if t > 0 else 1.0
         return e
 

@@ -448,7 +448,7 @@ class _Stage:
             """Attention core: fused kernels at their measured rate, else batched GEMMs."""
             if w.flash_attention:
                 return attention_time(acc, prec, flops, backward=backward)
-            return (2.0 if backward else 1.0) * gemm_time(acc, prec, flops, True)
+            return (2.0 if backward else 1.0) * gemm_time(acc, prec, flops, sustained=True)
 
         rec_tp = 1.0 if w.recompute == "full" else 0.0  # a recomputed forward's TP too
         slow = _overlap_slowdown(w, acc) if w.tp_comm_overlap and w.tp > 1 else 1.0
@@ -458,9 +458,9 @@ class _Stage:
             rec_attn = c.attn_fwd if w.recompute != "none" else 0.0  # both policies redo it
             # each GEMM at its shape's efficiency, at the rate sustained at the power
             # limit (a training step keeps the tensor cores busy)
-            g_fwd = gemms_time(acc, prec, c.gemms, True)
+            g_fwd = gemms_time(acc, prec, c.gemms, sustained=True)
             fwd += g_fwd + attn(c.attn_fwd) + hbm_time(acc, c.bytes_fwd)
-            bwd += gemms_time(acc, prec, backward_gemms(c.gemms), True) + \
+            bwd += gemms_time(acc, prec, backward_gemms(c.gemms), sustained=True) + \
                 attn(c.attn_fwd, backward=True) + 2 * hbm_time(acc, c.bytes_fwd) + \
                 (g_fwd if w.recompute == "full" else 0.0) + attn(rec_attn) + \
                 hbm_time(acc, c.recompute_bytes) + hbm_time(acc, c.fp8_bwd_bytes)
@@ -470,8 +470,8 @@ class _Stage:
                 # forward, the other GEMMs' input and weight gradients in backward
                 row = [g for g in c.gemms if g[1] == m.hidden]
                 col = [g for g in c.gemms if g[1] != m.hidden]
-                x_fwd = (slow - 1.0) * gemms_time(acc, prec, row, True)
-                x_bwd = (slow - 1.0) * gemms_time(acc, prec, backward_gemms(col), True)
+                x_fwd = (slow - 1.0) * gemms_time(acc, prec, row, sustained=True)
+                x_bwd = (slow - 1.0) * gemms_time(acc, prec, backward_gemms(col), sustained=True)
                 fwd += x_fwd
                 bwd += x_bwd + rec_tp * x_fwd
                 g_bwd = 2 * g_fwd + x_bwd
@@ -509,9 +509,9 @@ class _Stage:
             # FP8 covers the transformer layers' linear layers (Transformer Engine); the
             # output layer is Megatron-Core's own ColumnParallelLinear, in 16 bits
             hp = "bf16" if prec == "fp8" else prec
-            self.head_fwd = gemms_time(acc, hp, head, True) + \
+            self.head_fwd = gemms_time(acc, hp, head, sustained=True) + \
                 hbm_time(acc, CE_FWD_BYTES * logits)
-            self.head_bwd = gemms_time(acc, hp, backward_gemms(head), True) + \
+            self.head_bwd = gemms_time(acc, hp, backward_gemms(head), sustained=True) + \
                 hbm_time(acc, CE_BWD_BYTES * logits)
         self.activation_bytes = c0.tp_bytes_fwd / (w.tp if w.sequence_parallel else 1) \
             if w.tp > 1 else w.micro_batch * w.seq_len / w.cp * m.hidden * 2
