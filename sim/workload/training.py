@@ -515,11 +515,23 @@ class _Stage:
                 hbm_time(acc, CE_BWD_BYTES * logits)
         self.activation_bytes = c0.tp_bytes_fwd / (w.tp if w.sequence_parallel else 1) \
             if w.tp > 1 else w.micro_batch * w.seq_len / w.cp * m.hidden * 2
-        d_params = sum(params_per_layer(m, c)[0] for c in range(len(costs)))
-        e_params = sum(params_per_layer(m, c)[1] for c in range(len(costs)))
-        self.params = d_params / w.tp + e_params / (w.tp * w.ep)
-        if s in (0, w.pp - 1):
-            self.params += m.vocab * m.hidden / w.tp
+        # parameters of each virtual chunk on this GPU (its layers by their index, so that
+        # a model's dense first layers count as dense); the input embedding sits with the
+        # first virtual stage, the output layer with the last
+        self.chunk_params = []
+        for c in range(w.vpp):
+            d = e = 0
+            for layer in stage_layers(w, s, c):
+                dl, el = params_per_layer(m, layer)
+                d += dl
+                e += el
+            p = d / w.tp + e / (w.tp * w.ep)
+            first, last = (s, c) == (0, 0), (s, c) == (w.pp - 1, w.vpp - 1)
+            if first or last:  # one matrix when tied and both ends share these GPUs
+                ends = 1 if m.tied_embeddings and first and last else first + last
+                p += ends * m.vocab * m.hidden / w.tp
+            self.chunk_params.append(p)
+        self.params = sum(self.chunk_params)
 
 
 def _overlap_slowdown(w: TrainingWorkload, acc) -> float:
@@ -575,6 +587,25 @@ def _schedule(w: TrainingWorkload, s: int) -> list[tuple[str, int, int]]:
     bwd = [("B", mb, c) for c, mb in (chunk_mb(k, False) for k in range(total))]
     steady = [op for pair in zip(fwd[warm:], bwd, strict=False) for op in pair]
     return fwd[:warm] + steady + bwd[total - warm:]
+
+
+def _grad_sync_points(ops: list[tuple[str, int, int]], stage: int) -> dict[int, list[int]]:
+    """Interleaved schedule: after which op each virtual chunk's gradient reduce-scatter is
+    launched ({op index: chunks}; -1: after the stage's last op).
+
+    A chunk's gradients are complete after its last backward op; Megatron-Core launches
+    that chunk's reduction (a DDP buffer per model chunk) after the backward op ``stage``
+    backward ops later, so that the pipeline group launches it at the same time; chunks
+    with no such op left are launched at the end (schedules.py,
+    forward_backward_pipelining_with_interleaving: grad_sync_microbatch_id =
+    microbatch_id - pipeline_parallel_rank)."""
+    b_ops = [i for i, op in enumerate(ops) if op[0] == "B"]
+    last_b = {ops[i][2]: k for k, i in enumerate(b_ops)}
+    points: dict[int, list[int]] = {}
+    for c, k in sorted(last_b.items()):
+        j = k + stage
+        points.setdefault(b_ops[j] if j < len(b_ops) else -1, []).append(c)
+    return points
 
 
 def _pair_phase(f: Fabric, src: list[str], dst: list[str], name: str, inter: bool) -> PhaseSpec:
@@ -766,9 +797,10 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
     def stage_proc(s: int):
         st = stages[s]
         ops = _schedule(w, s)
-        last_b = max(i for i, op in enumerate(ops) if op[0] == "B")
+        last_b = {op[2]: i for i, op in enumerate(ops) if op[0] == "B"}
+        chunk_sync = _grad_sync_points(ops, s)
+        per_chunk = V > 1 and w.overlap_grad_reduce and dp_phase[s] is not None
         dp_done = []
-        grad_bytes = w.grad_reduce_bytes * st.params
         gathered: set[int] = set()  # chunks whose parameters this step has all-gathered
         for i, (kind, mb, c) in enumerate(ops):
             # global virtual stage index of this chunk
@@ -781,7 +813,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 # with full recomputation, backward gathers twice (the recomputed forward
                 # and the backward itself), as DeepSpeed's checkpointed layers do
                 times = 2 if (kind == "B" and w.recompute == "full") else 1
-                gather = env.process(dp_sync_ag(s, times * 2 * st.params / V))
+                gather = env.process(dp_sync_ag(s, times * 2 * st.chunk_params[c]))
             elif (w.zero >= 1 and w.overlap_param_gather and kind == "F" and
                   c not in gathered and dp_phase[s] is not None):
                 # distributed optimizer: the updated bf16 parameters are all-gathered
@@ -789,7 +821,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 # in steady state, the previous step's update), which cannot end before
                 # they have arrived
                 gathered.add(c)
-                gather = env.process(dp_sync_ag(s, 2 * st.params / V))
+                gather = env.process(dp_sync_ag(s, 2 * st.chunk_params[c]))
             if kind == "F":
                 if vs > 0:
                     yield ev(("F", vs - 1, mb))
@@ -809,20 +841,26 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 dur_c = st.compute_bwd + (st.head_bwd if vs == V * P - 1 else 0.0)
                 if ep_phase[s] is not None:
                     yield from ep_exchange(s, st.ep_bytes_bwd)
-                if i == last_b and w.overlap_grad_reduce and dp_phase[s] is not None:
-                    # gradients leave in buckets as backward produces them
+                if i == last_b[c] and not per_chunk and w.overlap_grad_reduce and \
+                        dp_phase[s] is not None:
+                    # 1F1B: gradients leave in buckets as the last backward produces them
                     # Megatron-Core DDP buckets: max(40M, 1M x dp) parameters
                     bucket = max(w.grad_bucket_params, 1e6 * w.dp * w.cp)
                     n_b = max(1, math.ceil(st.params / bucket))
                     piece = (dur_c + st.tp_bwd + st.cp_bwd) / n_b
                     for _ in range(n_b):
                         yield env.timeout(piece)
-                        dp_done.append(env.process(dp_sync(s, grad_bytes / n_b)))
+                        dp_done.append(env.process(
+                            dp_sync(s, w.grad_reduce_bytes * st.params / n_b)))
                 else:
                     yield env.timeout(dur_c + st.tp_bwd + st.cp_bwd)
                 account(s, dur_c, st.tp_bwd, st.cp_bwd)
                 hand_off(s, None if vs == 0 else pp_bwd[s - 1] if s > 0 else pp_wrap_b,
                          ("B", vs, mb))
+                if per_chunk:
+                    for cc in chunk_sync.get(i, []):
+                        dp_done.append(env.process(
+                            dp_sync(s, w.grad_reduce_bytes * st.chunk_params[cc])))
             if gather is not None:
                 t = env.now
                 yield gather
@@ -830,7 +868,11 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         t_bwd_end = env.now
         if dp_phase[s] is not None:
             if not w.overlap_grad_reduce:
-                dp_done.append(env.process(dp_sync(s, grad_bytes)))
+                dp_done.append(env.process(dp_sync(s, w.grad_reduce_bytes * st.params)))
+            elif per_chunk:
+                for cc in chunk_sync.get(-1, []):
+                    dp_done.append(env.process(
+                        dp_sync(s, w.grad_reduce_bytes * st.chunk_params[cc])))
             yield simpy.AllOf(env, dp_done)
         busy[s]["dp_exposed"] += env.now - t_bwd_end
         # optimizer step: read/write fp32 master, m, v and grads of the local shard

@@ -427,3 +427,62 @@ def test_ep_all_to_all_across_nodes_loads_the_nics(fab64):
     t_thin = simulate_training(thin, _moe(thin, **kw)).breakdown["ep_exposed"]
     t_full = simulate_training(full, _moe(full, **kw)).breakdown["ep_exposed"]
     assert t_thin > 1.3 * t_full
+
+
+def test_chunk_parameters_add_up_to_the_model(fab64):
+    """The parameters each pipeline stage's virtual chunks hold (the DP gradient and
+    parameter traffic) add up to the model's: every layer once, by its own index (DeepSeek-
+    V3's 3 dense first layers only where they are), the input embedding on the first chunk
+    and the output layer on the last."""
+    from sim.workload.models import params_per_layer
+    from sim.workload.training import _Stage
+    m = CAT.models["deepseek-v3"]  # 61 layers + embedding + loss = 63 = 3 stages x 3 x 7
+    w = TrainingWorkload(name="x", model=m, global_batch=64, micro_batch=1, seq_len=512,
+                         tp=1, pp=3, vpp=3, dp=1, ep=8, n_gpus=24,
+                         split_counts_embedding_and_loss=True)
+    stages = [_Stage(w, fab64, s, [fab64.accelerators[0]]) for s in range(3)]
+    for st in stages:
+        assert st.params == pytest.approx(sum(st.chunk_params))
+    dense = sum(params_per_layer(m, i)[0] for i in range(m.layers))
+    experts = sum(params_per_layer(m, i)[1] for i in range(m.layers))
+    assert sum(st.params for st in stages) == pytest.approx(
+        dense + experts / 8 + 2 * m.vocab * m.hidden)
+    # stage 1's first chunk (layers 6-12) holds MoE layers only
+    moe = params_per_layer(m, m.layers - 1)
+    assert stages[1].chunk_params[0] == pytest.approx(7 * (moe[0] + moe[1] / 8))
+
+
+def test_interleaved_gradients_leave_per_chunk_aligned_across_the_pipeline():
+    """Megatron-Core launches a virtual chunk's gradient reduce-scatter after its last
+    backward, delayed by the stage's rank in backward ops; chunk 0 of later stages waits
+    for the end of the step."""
+    from sim.workload.training import _grad_sync_points
+
+    class W:
+        micro_batches, pp, vpp, schedule = 4, 2, 2, "interleaved"
+
+    for s in range(2):
+        ops = _schedule(W, s)
+        b_ops = [i for i, op in enumerate(ops) if op[0] == "B"]
+        last = {op[2]: b_ops.index(i) for i, op in enumerate(ops) if op[0] == "B"}
+        points = _grad_sync_points(ops, s)
+        assert sorted(c for cs in points.values() for c in cs) == [0, 1]
+        for at, chunks in points.items():
+            for c in chunks:
+                if at == -1:
+                    assert last[c] + s >= len(b_ops)
+                else:
+                    assert b_ops.index(at) == last[c] + s
+    assert _grad_sync_points(_schedule(W, 1), 1)[-1] == [0]
+
+
+def test_interleaved_gradient_reduction_overlaps_the_cooldown(fab64):
+    """With 4 virtual chunks the first three chunks' gradients reduce under the remaining
+    backward, so less of the DP traffic is exposed than when all of it waits for the end."""
+    m = CAT.models["llama3-8b"]
+    kw = dict(name="x", model=m, global_batch=64, micro_batch=1, seq_len=2048, tp=2, pp=4,
+              vpp=4, dp=8, zero=1, overlap_param_gather=False)
+    end = simulate_training(fab64, TrainingWorkload(overlap_grad_reduce=False, **kw))
+    chunked = simulate_training(fab64, TrainingWorkload(**kw))
+    assert chunked.breakdown["dp_exposed"] < 0.6 * end.breakdown["dp_exposed"]
+    assert chunked.step_time_s < end.step_time_s
