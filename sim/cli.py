@@ -278,6 +278,7 @@ def _validate(args: argparse.Namespace) -> int:
         collective_cases,
         mlperf_cases,
         nemo_training_cases,
+        published_training_cases,
         summarize_errors,
         training_cases,
         trtllm_cases,
@@ -326,9 +327,11 @@ def _validate(args: argparse.Namespace) -> int:
     if args.what == "training":
         df = training_cases()
         nemo = nemo_training_cases()
+        pub = published_training_cases()
         if args.json:
             print(pd.concat([df.assign(source="training_cases.tsv"),
-                             nemo.assign(source="nemo_training.tsv")])
+                             nemo.assign(source="nemo_training.tsv"),
+                             pub.assign(source="published_training.tsv")])
                   .to_json(orient="records", indent=1))
             return 0
         ok = df[df["status"] == "ok"]
@@ -352,6 +355,18 @@ def _validate(args: argparse.Namespace) -> int:
                 print(f"  {len(grp)} rows {status}")
         e = n_ok["error_pct"]
         print(f"{len(n_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
+              f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
+        p_ok = pub[pub["status"] == "ok"]
+        with pd.option_context("display.width", 200, "display.max_rows", 200):
+            print("\nOther published pre-training runs: DGX Cloud recipes, Llama 3, Nemotron-4 15B "
+                  "(experiments/validation/published_training.tsv; not used to set any "
+                  "constant):")
+            print(p_ok[["case", "gpus", "layout", "metric", "measured", "predicted",
+                        "error_pct"]].to_string(**fmt))
+            for _, r in pub[pub["status"] != "ok"].iterrows():
+                print(f"  {r['case']}: {r['status']}")
+        e = p_ok["error_pct"]
+        print(f"{len(p_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
               f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
         return 0
     df = collective_cases()

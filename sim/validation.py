@@ -290,6 +290,63 @@ def nemo_training_cases() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def published_training_cases() -> pd.DataFrame:
+    """Predicted vs published step time (or MFU) of the pre-training runs of
+    ``experiments/validation/published_training.tsv``: NVIDIA's DGX Cloud benchmark recipes
+    (GPT-3 175B, Llama 3.1 8B / 405B, BF16 and FP8), the Llama 3 paper's 405B layouts on
+    its 16K-GPU RoCE cluster and Nemotron-4 15B; each row with its published layout and,
+    where a setting is not published, the assumption its source column states. No
+    constant is set from them."""
+    from .catalog import load_catalog
+    from .fabric import load_topology
+    from .workload.training import TrainingWorkload, simulate_training
+
+    cat = load_catalog()
+    fabrics: dict = {}
+    rows = []
+    for r in _extra_rows("published_training.tsv"):
+        cid = r["row_id"]
+        gpus = _int(r["gpus"])
+        tokens = _int(r["gbs"]) * _int(r["seq"]) / gpus  # per GPU and step
+        step = r["metric"] == "step_s"  # else the published MFU, in %
+        base = {"case": cid, "gpus": gpus, "precision": r["precision"],
+                "metric": "tokens/s/GPU" if step else "MFU (%)",
+                "measured": tokens / float(r["measured"]) if step else float(r["measured"])}
+        model = cat.get("models", r["model"])
+        seq = _int(r["seq"])
+        if r["vocab"] != "-":
+            model = dataclasses.replace(model, vocab=_int(r["vocab"]))
+        if seq > model.max_seq_len:
+            model = dataclasses.replace(model, max_seq_len=seq)
+        tp, pp, vp, cp = _int(r["tp"]), _int(r["pp"]), _int(r["vp"]), _int(r["cp"])
+        w = TrainingWorkload(
+            name=cid, model=model, global_batch=_int(r["gbs"]), micro_batch=_int(r["mbs"]),
+            seq_len=seq, precision=r["precision"], tp=tp, pp=pp, dp=gpus // (tp * pp * cp),
+            cp=cp, vpp=vp, zero=_int(r["zero"]),
+            grad_reduce_bytes=4 if r["grad_reduce"] == "fp32" else 2,
+            sequence_parallel=tp > 1, recompute=r["recompute"], flash_attention=True,
+            split_counts_embedding_and_loss=r["split"] == "yes", n_gpus=gpus,
+            placement="tp,cp,pp,dp" if r["topology"] != "dgx-h100-ib" else "tp,cp,dp,pp")
+        topo = r["topology"]
+        try:
+            if topo == "dgx-h100-ib":
+                fab = _training_fabric("H100", gpus)
+            else:
+                if topo not in fabrics:
+                    fabrics[topo] = load_topology(Path(__file__).resolve().parents[1] / topo)
+                fab = fabrics[topo]
+            res = simulate_training(fab, w)
+        except SimError as e:
+            rows.append({**base, "status": f"infeasible: {e}"})
+            continue
+        pred = tokens / res.step_time_s if step else 100 * res.mfu
+        rows.append({**base, "status": "ok", "predicted": pred,
+                     "error_pct": (pred / base["measured"] - 1) * 100,
+                     "layout": f"tp{tp} pp{pp} vp{vp} cp{cp} dp{w.dp} gbs{w.global_batch} "
+                               f"seq{seq}"})
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------ inference
 # Which decode-attention kernel a release ran (ServiceSpec.decode_attention). TensorRT-LLM
 # up to v0.6.1 ran the generation phase with the masked multi-head attention kernel, one
