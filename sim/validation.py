@@ -564,10 +564,11 @@ class MLPerfSystem:
     offline_samples: int  # the Offline query's samples_per_query (mlperf_log_summary.txt)
 
 
-# H100_SXM_80GB_TP2x4 (DGX H100) and H200_SXM_141GBx8 (TP1 x 8; its Offline query 274,560 =
+# H100_SXM_80GB_TP2x4 (DGX H100) and H200_SXM_141GBx8 (TP1 x 8: batch 806 in Offline, which
+# it inherits from H200_SXM_141GBx1, and 896 in Server; its Offline query 274,560 =
 # 104 x 2,400 x 1.1 samples)
 MLPERF_SYSTEMS = {"H100": MLPerfSystem("DGX-H100", 2, 4, 896, 1024, MLPERF_OFFLINE_RUN_SAMPLES),
-                  "H200": MLPerfSystem("HGX-H200", 1, 8, 896, 896, 274_560)}
+                  "H200": MLPerfSystem("HGX-H200", 1, 8, 806, 896, 274_560)}
 
 
 def mlperf_prompt_lengths():
