@@ -326,7 +326,7 @@ def published_training_cases() -> pd.DataFrame:
             grad_reduce_bytes=4 if r["grad_reduce"] == "fp32" else 2,
             sequence_parallel=tp > 1, recompute=r["recompute"], flash_attention=True,
             split_counts_embedding_and_loss=r["split"] == "yes", n_gpus=gpus,
-            placement="tp,cp,pp,dp" if r["topology"] != "dgx-h100-ib" else "tp,cp,dp,pp")
+            placement=r["placement"])
         topo = r["topology"]
         try:
             if topo == "dgx-h100-ib":

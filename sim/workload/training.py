@@ -797,10 +797,11 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
     def stage_proc(s: int):
         st = stages[s]
         ops = _schedule(w, s)
-        last_b = {op[2]: i for i, op in enumerate(ops) if op[0] == "B"}
+        last_b = max(i for i, op in enumerate(ops) if op[0] == "B")
         chunk_sync = _grad_sync_points(ops, s)
         per_chunk = V > 1 and w.overlap_grad_reduce and dp_phase[s] is not None
         dp_done = []
+        grad_bytes = w.grad_reduce_bytes * st.params
         gathered: set[int] = set()  # chunks whose parameters this step has all-gathered
         for i, (kind, mb, c) in enumerate(ops):
             # global virtual stage index of this chunk
@@ -841,7 +842,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 dur_c = st.compute_bwd + (st.head_bwd if vs == V * P - 1 else 0.0)
                 if ep_phase[s] is not None:
                     yield from ep_exchange(s, st.ep_bytes_bwd)
-                if i == last_b[c] and not per_chunk and w.overlap_grad_reduce and \
+                if i == last_b and not per_chunk and w.overlap_grad_reduce and \
                         dp_phase[s] is not None:
                     # 1F1B: gradients leave in buckets as the last backward produces them
                     # Megatron-Core DDP buckets: max(40M, 1M x dp) parameters
@@ -850,8 +851,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                     piece = (dur_c + st.tp_bwd + st.cp_bwd) / n_b
                     for _ in range(n_b):
                         yield env.timeout(piece)
-                        dp_done.append(env.process(
-                            dp_sync(s, w.grad_reduce_bytes * st.params / n_b)))
+                        dp_done.append(env.process(dp_sync(s, grad_bytes / n_b)))
                 else:
                     yield env.timeout(dur_c + st.tp_bwd + st.cp_bwd)
                 account(s, dur_c, st.tp_bwd, st.cp_bwd)
@@ -868,7 +868,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         t_bwd_end = env.now
         if dp_phase[s] is not None:
             if not w.overlap_grad_reduce:
-                dp_done.append(env.process(dp_sync(s, w.grad_reduce_bytes * st.params)))
+                dp_done.append(env.process(dp_sync(s, grad_bytes)))
             elif per_chunk:
                 for cc in chunk_sync.get(-1, []):
                     dp_done.append(env.process(
