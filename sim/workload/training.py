@@ -102,6 +102,13 @@ class TrainingWorkload:
     # ring-exchange all-gathers use copy engines); 0 = an ideal overlap
     tp_comm_overlap: bool = False
     tp_comm_overlap_sms: int = 16
+    # expert-parallel all-to-all overlapped with computation (DeepSeek-V3's DualPipe, Megatron-
+    # Core's overlapped MoE dispatch): each op's dispatch/combine runs under the computation
+    # of the op it is paired with, so an op lasts as long as the longer of the two, and the
+    # communication kernels keep ep_comm_overlap_sms SMs from the computation (DeepSeek-V3
+    # technical report, arXiv 2412.19437, Sec. 3.2.2: 20 of the H800's 132 SMs)
+    ep_comm_overlap: bool = False
+    ep_comm_overlap_sms: int = 20
     placement: str = "tp,cp,dp,pp"  # fastest-varying first: rank order on the fabric
     first_gpu: int = 0
     n_gpus: int | None = None  # the job's GPUs; default: every accelerator of the fabric
@@ -241,6 +248,8 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
         overlap_param_gather=_bool(o, "overlap_param_gather", True),
         tp_comm_overlap=_bool(o, "tp_comm_overlap", False),
         tp_comm_overlap_sms=o.integer("tp_comm_overlap_sms", 16, minimum=0),
+        ep_comm_overlap=_bool(o, "ep_comm_overlap", False),
+        ep_comm_overlap_sms=o.integer("ep_comm_overlap_sms", 20, minimum=0),
         grad_bucket_params=o.number("grad_bucket_params", 40e6, low=1.0),
         grad_reduce_bytes={"fp32": 4, "bf16": 2, "fp16": 2, None: None}[
             o.string("grad_reduce_dtype", None, choices=("fp32", "bf16", "fp16"))],
@@ -493,6 +502,9 @@ class _Stage:
         # way, and a fully recomputed forward repeats its own exchange
         self.ep_bytes_fwd = ep_fwd / n_chunks
         self.ep_bytes_bwd = self.ep_bytes_fwd * (2 if w.recompute == "full" else 1)
+        # with the all-to-all overlapped, its kernels' SMs slow this stage's computation
+        self.ep_slow = _overlap_slowdown(w, acc, "ep") if w.ep_comm_overlap and \
+            self.ep_bytes_fwd else 1.0
         # CP ring: per GPU bytes / NIC rate
         nic = _nic_rate(f, tp_group[0])
         cp_rate = nic if w.cp > 1 else 1.0
@@ -534,14 +546,17 @@ class _Stage:
         self.params = sum(self.chunk_params)
 
 
-def _overlap_slowdown(w: TrainingWorkload, acc) -> float:
-    """How much longer a GEMM takes on the SMs a TP-overlap's communication leaves it."""
-    sms, units = w.tp_comm_overlap_sms, acc.compute_units
+def _overlap_slowdown(w: TrainingWorkload, acc, kind: str = "tp") -> float:
+    """How much longer computation takes on the SMs an overlapped communication (``kind``
+    tp or ep) leaves it."""
+    field_ = f"{kind}_comm_overlap_sms"
+    sms, units = getattr(w, field_), acc.compute_units
     if not sms or units is None:
         return 1.0
     if sms >= units:
-        raise ConfigError(f"{sms} SMs for TP communication leave none of {acc.id}'s {units} "
-                          "for the GEMMs", file=w.file, field="options.tp_comm_overlap_sms")
+        raise ConfigError(f"{sms} SMs for {kind.upper()} communication leave none of "
+                          f"{acc.id}'s {units} for the computation", file=w.file,
+                          field=f"options.{field_}")
     return units / (units - sms)
 
 
@@ -732,6 +747,7 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                          np.full(n, 1.0 / (w.ep - 1)), np.arange(n), 1, [], True, False, None,
                          p2p=True)
         ep_phase.append(_compile_phase(fabric, tuple(ranks), spec, policy, cap))
+    ep_overlap = [w.ep_comm_overlap and ph is not None for ph in ep_phase]
     proto = fabric.catalog.protocols["Simple"]
 
     def dp_latency(k: int) -> float:
@@ -773,11 +789,16 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
         yield net.transfer(ph.transfer(nbytes, dp_latency(w.dp * w.cp), "dp-ag",
                                        group=("dp", id(net), id(ph))))
 
-    def ep_exchange(s: int, nbytes: float):
+    def ep_move(s: int, nbytes: float):
         ph = ep_phase[s]
-        t = env.now
         yield net.transfer(ph.transfer(nbytes, dp_latency(2), "ep",
                                        group=("ep", id(net), id(ph))))
+
+    def ep_exchange(s: int, nbytes: float, under=None):
+        """The stage's all-to-all, exposed; or, overlapped (``under``: the process already
+        moving it under the op's computation), only what outlasts the computation."""
+        t = env.now
+        yield under if under is not None else env.process(ep_move(s, nbytes))
         busy[s]["ep"] += env.now - t
 
     def account(s: int, compute: float, tp: float, cp: float) -> None:
@@ -827,11 +848,13 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 if vs > 0:
                     yield ev(("F", vs - 1, mb))
                 busy[s]["wait"] += env.now - t0
-                dur_c = st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)
+                dur_c = (st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)) * \
+                    st.ep_slow
+                under = env.process(ep_move(s, st.ep_bytes_fwd)) if ep_overlap[s] else None
                 yield env.timeout(dur_c + st.tp_fwd + st.cp_fwd)
                 account(s, dur_c, st.tp_fwd, st.cp_fwd)
                 if ep_phase[s] is not None:
-                    yield from ep_exchange(s, st.ep_bytes_fwd)
+                    yield from ep_exchange(s, st.ep_bytes_fwd, under)
                 last = vs == V * P - 1
                 hand_off(s, None if last else pp_fwd[s] if s < P - 1 else pp_wrap,
                          ("F", vs, mb))
@@ -839,8 +862,10 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 if vs < V * P - 1:
                     yield ev(("B", vs + 1, mb))
                 busy[s]["wait"] += env.now - t0
-                dur_c = st.compute_bwd + (st.head_bwd if vs == V * P - 1 else 0.0)
-                if ep_phase[s] is not None:
+                dur_c = (st.compute_bwd + (st.head_bwd if vs == V * P - 1 else 0.0)) * \
+                    st.ep_slow
+                under = env.process(ep_move(s, st.ep_bytes_bwd)) if ep_overlap[s] else None
+                if ep_phase[s] is not None and under is None:
                     yield from ep_exchange(s, st.ep_bytes_bwd)
                 if i == last_b and not per_chunk and w.overlap_grad_reduce and \
                         dp_phase[s] is not None:
@@ -855,6 +880,8 @@ def simulate_training(fabric: Fabric, w: TrainingWorkload, *, network: str = "fl
                 else:
                     yield env.timeout(dur_c + st.tp_bwd + st.cp_bwd)
                 account(s, dur_c, st.tp_bwd, st.cp_bwd)
+                if under is not None:
+                    yield from ep_exchange(s, st.ep_bytes_bwd, under)
                 hand_off(s, None if vs == 0 else pp_bwd[s - 1] if s > 0 else pp_wrap_b,
                          ("B", vs, mb))
                 if per_chunk:

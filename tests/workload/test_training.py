@@ -202,6 +202,54 @@ def test_tp_comm_overlap_sms_beyond_the_gpu_is_a_clear_error(fab64):
     assert e.value.field == "options.tp_comm_overlap_sms"
 
 
+def _ep_across_nodes(**kw):
+    """Mixtral with experts of width 1,024 (so that a forward's all-to-all outlasts its
+    computation) and EP 8 over TP 2: each expert-parallel group spans two DGX nodes; the DP
+    traffic waits for the end of the step, so the ops share the network with nothing."""
+    m = CAT.models["mixtral-8x7b"]
+    m = dataclasses.replace(m, moe=dataclasses.replace(m.moe, expert_ffn=1024))
+    return TrainingWorkload(name="moe", model=m, global_batch=64,
+                            micro_batch=1, seq_len=1024, tp=2, pp=1, dp=32, ep=8, zero=1,
+                            recompute="none", overlap_grad_reduce=False,
+                            overlap_param_gather=False, **kw)
+
+
+def test_ep_overlap_hides_the_all_to_all_under_each_op(fab64):
+    """Overlapped (on no SMs), each op's dispatch + combine runs under its computation:
+    exposed = sum over ops of max(0, all-to-all - op), from the exposed run's own times."""
+    from sim.workload.training import _Stage
+
+    w = _ep_across_nodes()
+    off = simulate_training(fab64, w)
+    on = simulate_training(fab64, _ep_across_nodes(ep_comm_overlap=True,
+                                                   ep_comm_overlap_sms=0))
+    st = _Stage(w, fab64, 0, [fab64.accelerators[0], fab64.accelerators[1]])
+    m = w.micro_batches
+    a2a = off.breakdown["ep_exposed"] / (2 * m)  # forward and backward move the same bytes
+    assert a2a > 0
+    f = st.compute_fwd + st.head_fwd + st.tp_fwd
+    b = st.compute_bwd + st.head_bwd + st.tp_bwd
+    want = m * (max(0.0, a2a - f) + max(0.0, a2a - b))
+    assert a2a > f and want > 0.05 * off.breakdown["ep_exposed"]
+    assert on.breakdown["ep_exposed"] == pytest.approx(want, rel=0.02)
+    assert on.breakdown["compute"] == pytest.approx(off.breakdown["compute"], rel=1e-9)
+    assert on.step_time_s < off.step_time_s
+
+
+def test_ep_overlap_sms_slow_the_computation(fab64):
+    """DeepSeek-V3's 20 communication SMs of an H100's 132: the MoE stages compute at
+    112/132 of the speed; 132 SMs leave none, a one-line error naming the field."""
+    on0 = simulate_training(fab64, _ep_across_nodes(ep_comm_overlap=True,
+                                                    ep_comm_overlap_sms=0))
+    on20 = simulate_training(fab64, _ep_across_nodes(ep_comm_overlap=True))
+    assert on20.breakdown["compute"] == pytest.approx(
+        on0.breakdown["compute"] * 132 / 112, rel=1e-9)
+    with pytest.raises(ConfigError, match=r"132 SMs for EP communication leave none") as e:
+        simulate_training(fab64, _ep_across_nodes(ep_comm_overlap=True,
+                                                  ep_comm_overlap_sms=132, file="w.yaml"))
+    assert e.value.field == "options.ep_comm_overlap_sms"
+
+
 def test_model_that_does_not_fit_is_infeasible_with_numbers(fab64):
     w = TrainingWorkload(name="x", model=CAT.models["llama3.1-405b"], global_batch=64,
                          micro_batch=1, seq_len=8192, tp=8, pp=1, dp=8, zero=0)
