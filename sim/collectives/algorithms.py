@@ -46,7 +46,8 @@ import numpy as np
 from ..errors import InfeasibleError
 from ..fabric.fabric import Fabric
 
-__all__ = ["OPS", "ALGORITHMS", "PhaseSpec", "phases", "applicable", "bus_factor"]
+__all__ = ["OPS", "ALGORITHMS", "PhaseSpec", "phases", "applicable", "bus_factor",
+           "ring_pairs", "pair_phase"]
 
 OPS = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all", "broadcast", "reduce",
        "send_recv")
@@ -139,7 +140,7 @@ def _groups(f: Fabric, ranks: list[str]) -> list[list[int]]:
 
 def _rail(f: Fabric, r: str) -> int:
     """The rail of an accelerator: its first NIC's rail, else its index in its domain."""
-    cache = f.__dict__.setdefault("_rails", {})
+    cache = f.derived("collectives.rails", dict)
     v = cache.get(r)
     if v is None:
         nics = f.nics_of.get(r)
@@ -181,7 +182,8 @@ class _Layout:
 
 
 def _layout(f: Fabric, ranks: list[str]) -> _Layout:
-    cache = f.__dict__.setdefault("_layouts", {})
+    """The ranks' :class:`_Layout` (cached on the fabric, at most 65 rank lists at once)."""
+    cache = f.derived("collectives.layouts", dict)
     key = tuple(ranks)
     hit = cache.get(key)
     if hit is not None:
@@ -209,9 +211,30 @@ def _layout(f: Fabric, ranks: list[str]) -> _Layout:
     return out
 
 
-def _ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[tuple, bool]:
-    """Flows of one step of a (multi-channel) ring, each carrying ``unit`` split over the
-    channels; returns ((src, dst, unit, hop) arrays, crosses_domains)."""
+def ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[tuple, bool]:
+    """Flows of one step of a (multi-channel) ring over ``ranks``.
+
+    On several scale-up domains there is one ring per NIC rail (NCCL channels); each
+    crosses every domain, leaving it through its rail's NIC after a PXN hand-off inside
+    the domain (see the module docstring).
+
+    Parameters
+    ----------
+    f : Fabric
+    ranks : list of str
+        Accelerator names in ring order.
+    unit : float
+        What each step of the ring carries per byte of the collective size n; it is split
+        evenly over the channels.
+
+    Returns
+    -------
+    flows : tuple of four ndarrays
+        ``(src, dst, unit, hop)``: source and destination rank indices, bytes per byte of
+        n, and the logical hop of each flow (legs of one PXN relay share a hop).
+    inter : bool
+        Whether the ring crosses scale-up domains.
+    """
     p = len(ranks)
     lay = _layout(f, ranks)
     if len(lay.groups) == 1:
@@ -255,6 +278,10 @@ def _ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[tuple, bool]:
             hop.pop(-2)
     src, dst, hop = np.concatenate(src), np.concatenate(dst), np.concatenate(hop)
     return (src, dst, np.full(src.size, share), hop), True
+
+
+# alias for sim/workload until its refactor lands; remove then
+_ring_pairs = ring_pairs
 
 
 def _btree(m: int, rank: int) -> tuple[int, list[int]]:
@@ -311,15 +338,15 @@ def _ring(f, ranks, op):
     m = len(_layout(f, ranks).groups)
     frac = m / p if m > 1 else 0.0
     if op == "all_reduce":
-        pairs, inter = _ring_pairs(f, ranks, 2 * (p - 1) / p)
+        pairs, inter = ring_pairs(f, ranks, 2 * (p - 1) / p)
         return [_spec("ring all-reduce", pairs, 2 * (p - 1), inter=inter, inter_frac=frac)]
     if op in ("reduce_scatter", "all_gather"):
-        pairs, inter = _ring_pairs(f, ranks, (p - 1) / p)
+        pairs, inter = ring_pairs(f, ranks, (p - 1) / p)
         return [_spec(f"ring {op.replace('_', '-')}", pairs, p - 1, inter=inter,
                       inter_frac=frac)]
     if op in ("broadcast", "reduce"):
         # pipelined chain from (to) rank 0: every ring hop except the one into the root
-        (src, dst, unit, hop), inter = _ring_pairs(f, ranks, 1.0)
+        (src, dst, unit, hop), inter = ring_pairs(f, ranks, 1.0)
         keep = ~np.isin(hop, hop[dst == 0])
         src, dst, unit, hop = src[keep], dst[keep], unit[keep], hop[keep]
         if op == "reduce":
@@ -327,7 +354,7 @@ def _ring(f, ranks, op):
         return [_spec(f"ring {op}", (src, dst, unit, hop), p - 1, inter=inter,
                       inter_frac=frac)]
     if op == "send_recv":
-        pairs, inter = _ring_pairs(f, ranks, 1.0)
+        pairs, inter = ring_pairs(f, ranks, 1.0)
         return [_spec("ring send/recv", pairs, 1, inter=inter, pipelined=False)]
     return None
 
@@ -603,7 +630,7 @@ def _sharp(f, ranks, op):
     dst = [ranks[groups[0][j]] for j in range(q) for k in range(1, len(groups))]
     tree = ecmp_link_sets(f, src, dst)
     direct += [(int(lk), None, 1.0 / q, 1.0) for lk in tree.tolist()]
-    tiers = f.meta.setdefault("_switch_tiers", len({
+    tiers = f.derived("collectives.switch_tiers", lambda: len({
         d.get("tier", 0) for _, d in f.graph.nodes(data=True) if d.get("kind") == "switch"}))
     return [_spec("CollNet/SHARP all-reduce", pairs, 2 * max(1, tiers), inter=True,
                   inter_frac=1.0, direct=direct)]

@@ -4,7 +4,8 @@ them with the collective library's protocols (NCCL LL, LL128, Simple; NVLS; SHAR
 Compiling (:func:`compile_plan`) routes every flow of every phase once and sums the bytes
 per link with the ``@njit`` :func:`~sim.collectives.kernels.link_loads` kernel, *per byte
 of message size*: loads scale linearly with the size, so a sweep from 1 KiB to 16 GiB
-reuses one compiled plan and costs arithmetic only. Plans are cached per fabric.
+reuses one compiled plan and costs arithmetic only. Plans are cached on the fabric
+(:meth:`~sim.fabric.fabric.Fabric.derived`) until it is invalidated.
 
 Timing one phase with protocol pi (:func:`phase_times`)::
 
@@ -41,8 +42,8 @@ from ..network.models import Transfer, effective_capacity
 from .algorithms import OPS, PhaseSpec, bus_factor, phases
 from .kernels import link_loads
 
-__all__ = ["CompiledPhase", "Plan", "compile_plan", "collective_time", "CollectiveResult",
-           "AUTO_ORDER"]
+__all__ = ["CompiledPhase", "Plan", "compile_plan", "compile_phase", "link_capacity",
+           "collective_time", "CollectiveResult", "AUTO_ORDER"]
 
 # What ``auto`` chooses from: the algorithms NCCL/RCCL implement (ring, tree, NVLS, SHARP
 # via CollNet/NVLS-tree), torus rings for ICI domains, direct for all-to-all and send/recv.
@@ -251,7 +252,7 @@ def _spray_loads(f: Fabric, ix, names, src, dst, nic, cand):
     for g_, j in enumerate(first.tolist()):
         k = cand[j]
         a_nic, b_nic = c.node_names[nic[src[k]]], c.node_names[nic[dst[k]]]
-        loads = {e: w for e, w in router._spray(a_nic, b_nic).items()
+        loads = {e: w for e, w in router.spray_split(a_nic, b_nic).items()
                  if e[0] != a_nic and e[1] != b_nic}  # the NIC legs are per flow
         lk = np.array([c.edge_index[e] for e in loads], np.int64)
         w = np.array(list(loads.values()), np.float64)
@@ -260,8 +261,29 @@ def _spray_loads(f: Fabric, ix, names, src, dst, nic, cand):
     return (inv, pats), mid[inv], cand
 
 
-def _compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.ndarray
-                   ) -> CompiledPhase:
+def compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.ndarray
+                  ) -> CompiledPhase:
+    """Route one phase's flows and sum their bytes per link, per byte of message size.
+
+    Parameters
+    ----------
+    f : Fabric
+    ranks : tuple of str
+        Accelerator names; the phase's ``src``/``dst`` index into it.
+    ph : PhaseSpec
+        The phase, from :func:`~sim.collectives.algorithms.phases` or built by hand (a
+        pipeline hand-off, a KV-cache transfer).
+    policy : {'ecmp', 'spray', 'adaptive'}
+        Scale-out routing policy.
+    cap : ndarray of float64
+        Effective capacity of every link (bytes/s), as :func:`link_capacity` gives.
+
+    Returns
+    -------
+    CompiledPhase
+        Loads on the links the phase uses (bytes per byte of n, or bytes for an absolute
+        phase), its latency structure and its time per byte at full rate (s/B).
+    """
     c = f.compile()
     n_links = c.n_links
     loads = np.zeros(n_links)
@@ -335,7 +357,8 @@ def _as_ranks(f: Fabric, ranks) -> tuple:
 
 def compile_plan(f: Fabric, op: str, ranks, algorithm: str, *, policy: str | None = None,
                  matrix=None) -> Plan:
-    """Compile ``algorithm`` for ``op`` over ``ranks`` (cached on the fabric).
+    """Compile ``algorithm`` for ``op`` over ``ranks`` (cached on the fabric until
+    :meth:`~sim.fabric.fabric.Fabric.invalidate`; an uneven ``matrix`` is not cached).
 
     Parameters
     ----------
@@ -350,42 +373,64 @@ def compile_plan(f: Fabric, op: str, ranks, algorithm: str, *, policy: str | Non
         Scale-out routing policy (the fabric's default if omitted).
     matrix : array (p, p), optional
         Uneven all-to-all: bytes from rank i to rank j (absolute, not per byte).
+
+    Returns
+    -------
+    Plan
     """
     ranks = _as_ranks(f, ranks)
     policy = policy or f.routing
-    cache = f.__dict__.setdefault("_plans", {})
+    cache = _plan_cache(f)
     key = (op, algorithm, ranks, policy) if matrix is None else None
     if key is not None and key in cache:
         return cache[key]
     specs = phases(f, op, list(ranks), algorithm, matrix=matrix)
-    cap = _capacity(f)
+    cap = link_capacity(f)
     plan = Plan(op, algorithm, ranks, policy,
-                [_compile_phase(f, ranks, s, policy, cap) for s in specs],
+                [compile_phase(f, ranks, s, policy, cap) for s in specs],
                 absolute=matrix is not None)
     if key is not None:
         cache[key] = plan
     return plan
 
 
-def _per_compile(f: Fabric, key: str, make):
-    """``make(compiled)``, cached on the fabric until it is compiled anew."""
-    c = f.compile()
-    hit = f.__dict__.get(key)
-    if hit is None or hit[0] is not c:
-        hit = (c, make(c))
-        f.__dict__[key] = hit
-    return hit[1]
+def _plan_cache(f: Fabric) -> dict:
+    """(op, algorithm, ranks, policy) -> Plan, on the fabric until it is invalidated."""
+    return f.derived("collectives.plans", dict)
 
 
 def _packet_switch_mask(f: Fabric) -> np.ndarray:
-    """Boolean per node index: is it a packet switch (cached per compiled fabric)."""
+    """Boolean per node index: is it a packet switch (cached on the fabric)."""
     g = f.graph
-    return _per_compile(f, "_is_switch", lambda c: np.array(
-        [g.nodes[x].get("kind") == "switch" for x in c.node_names]))
+
+    def make():
+        c = f.compile()
+        return np.array([g.nodes[x].get("kind") == "switch" for x in c.node_names])
+
+    return f.derived("collectives.packet_switch_mask", make)
 
 
-def _capacity(f: Fabric) -> np.ndarray:
-    return _per_compile(f, "_cap", lambda c: effective_capacity(f))
+def link_capacity(f: Fabric) -> np.ndarray:
+    """Effective capacity of every link of ``f`` (cached on the fabric).
+
+    Parameters
+    ----------
+    f : Fabric
+
+    Returns
+    -------
+    ndarray of float64
+        Per link id, line rate times the protocol efficiency of its technology (bytes/s),
+        as :func:`sim.network.models.effective_capacity` computes it. The array is shared:
+        do not modify it. It is recomputed after :meth:`Fabric.invalidate`.
+    """
+    return f.derived("collectives.link_capacity", lambda: effective_capacity(f))
+
+
+# alias for sim/workload until its refactor lands; remove then
+_capacity = link_capacity
+# alias for sim/workload until its refactor lands; remove then
+_compile_phase = compile_phase
 
 
 def _p2p_ratio(f: Fabric) -> np.ndarray:
@@ -393,20 +438,21 @@ def _p2p_ratio(f: Fabric) -> np.ndarray:
     catalog gives no p2p figure), the extra derating of many-peer send/recv phases."""
     links = f.catalog.links
 
-    def make(c):
+    def make():
+        c = f.compile()
         r = np.array([links[t].p2p_efficiency / links[t].protocol_efficiency
                       if t in links and links[t].p2p_efficiency is not None else 1.0
                       for t in c.tech_names])
         return r[c.tech]
 
-    return _per_compile(f, "_p2p", make)
+    return f.derived("collectives.p2p_ratio", make)
 
 
 def lower_bound(f: Fabric, specs: list[PhaseSpec], ranks: tuple, nbytes: float, cat) -> float:
     """A time no protocol can beat for these phases, without routing: protocol hop
     latencies, and each rank's outgoing bytes over its links' total effective capacity."""
     c = f.compile()
-    out_cap = np.bincount(c.link_src, weights=_capacity(f), minlength=len(c.node_names))
+    out_cap = np.bincount(c.link_src, weights=link_capacity(f), minlength=len(c.node_names))
     rank_cap = out_cap[[c.node_index[r] for r in ranks]]
     pos = {r: i for i, r in enumerate(ranks)}
     fastest = max(pr.bandwidth_factor for pr in cat.protocols.values())
@@ -588,7 +634,7 @@ def collective_time(f: Fabric, op: str, ranks, nbytes: float, algorithm: str = "
     errors = []
     rank_t = _as_ranks(f, ranks)
     pol = policy or f.routing
-    plans = f.__dict__.setdefault("_plans", {})
+    plans = _plan_cache(f)
     order = []
     for a in algos:
         if (op == "all_to_all" or matrix is not None) and a != "direct":

@@ -125,16 +125,16 @@ class ClosIndex:
 
     @classmethod
     def of(cls, f: Fabric) -> ClosIndex | None:
-        """The (cached) index of ``f``, or None if ``f`` is not a regular Clos."""
-        hit = f.__dict__.get("_clos_index")
-        c = f.compile()
-        if hit is None or hit[0] is not c:
+        """The index of ``f``, or None if ``f`` is not a regular Clos (cached on the fabric
+        until :meth:`~sim.fabric.fabric.Fabric.invalidate`)."""
+
+        def make() -> ClosIndex | None:
             ix = cls(f) if f.meta.get("builder") in ("leaf_spine", "fat_tree",
                                                      "rail_optimized", "rail_only",
                                                      "multi_plane") else None
-            hit = (c, ix if ix is not None and ix.ok else None)
-            f.__dict__["_clos_index"] = hit
-        return hit[1]
+            return ix if ix is not None and ix.ok else None
+
+        return f.derived("fabric.clos_index", make)
 
     def key_of(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return u.astype(np.int64) * self.n + v.astype(np.int64)

@@ -12,12 +12,19 @@ Besides the graph, a fabric knows its scale-up domains (servers, NVL72 racks, to
 cubes or slices), which NIC serves which accelerator, and the default routing policy of its
 scale-out network. :meth:`Fabric.compile` turns the graph into flat numpy arrays indexed by
 link id for the numerical kernels.
+
+Everything computed from a fabric and kept for reuse (the compiled arrays, the router and
+its routes, and, through :meth:`Fabric.derived`, the values other layers derive: effective
+link capacities, compiled collective plans, the vectorised Clos index, ...) lives on the
+fabric and is dropped together by :meth:`Fabric.invalidate` when the graph, the domains or
+the optical circuits change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import networkx as nx
 import numpy as np
@@ -30,6 +37,8 @@ if TYPE_CHECKING:
     from .routing import Route, Router
 
 __all__ = ["Fabric", "CompiledFabric", "TorusDomain", "REACHES"]
+
+T = TypeVar("T")
 
 REACHES = ("board", "rack", "row", "hall")
 POLICIES = ("ecmp", "spray", "adaptive")
@@ -150,6 +159,16 @@ class Fabric:
         Default scale-out routing policy. ``adaptive`` (InfiniBand adaptive routing,
         NVIDIA Spectrum-X, packet spraying) is modelled as an even split over equal-cost
         paths, like ``spray``; ``ecmp`` pins each flow to one path by a hash.
+    meta : dict, optional
+        Free description of how the fabric was built (``builder``, its parameters, the
+        file); kept in :attr:`meta`.
+
+    Notes
+    -----
+    Derived values are cached on the fabric in one place: :meth:`compile` (the flat
+    arrays), :attr:`router` (routes) and :meth:`derived` (anything else computed from the
+    fabric by other modules). :meth:`invalidate` forgets all of them at once; whoever
+    changes the graph, the scale-up domains or the circuits must call it.
     """
 
     def __init__(self, graph: nx.DiGraph, *, name: str, catalog: Catalog,
@@ -173,6 +192,8 @@ class Fabric:
         self.ocs: OCSPod | None = None
         self._compiled: CompiledFabric | None = None
         self._router: Router | None = None
+        # values derived from the fabric by other modules, see derived(); key -> value
+        self._derived: dict[Hashable, Any] = {}
 
     # ----------------------------------------------------------------- structure
     def add_domain(self, members: list[str], *, switch: str | None = None,
@@ -208,9 +229,37 @@ class Fabric:
         return [n for n, k in self.graph.nodes(data="kind") if k == kind]
 
     def invalidate(self) -> None:
-        """Forget compiled arrays and routes (after the graph or circuits changed)."""
+        """Forget compiled arrays, routes and every :meth:`derived` value (after the graph,
+        the domains or the circuits changed)."""
         self._compiled = None
         self._router = None
+        self._derived.clear()
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """A value computed from this fabric, cached until :meth:`invalidate`.
+
+        The one cache for what other layers derive from a fabric (effective link
+        capacities, compiled collective plans, routing indexes), so that all of it is
+        forgotten together when the fabric changes.
+
+        Parameters
+        ----------
+        key : hashable
+            Names the value; by convention a string naming the module's quantity, e.g.
+            ``"collectives.plans"``. Callers sharing a key share the value.
+        make : callable
+            Called with no arguments on a miss; its result (None included) is cached.
+
+        Returns
+        -------
+        object
+            The cached value: the same object on every call until :meth:`invalidate`.
+        """
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = make()
+            return value
 
     # ----------------------------------------------------------------- compile
     def compile(self) -> CompiledFabric:

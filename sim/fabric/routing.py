@@ -211,7 +211,7 @@ class Router:
         if policy == "ecmp":
             mid = self._ecmp(nic_a, nic_b, flow, self._idx[src], self._idx[dst])
             return make(src, dst, {}, head[:-1] + mid + tail[1:])
-        loads = self._spray(nic_a, nic_b)
+        loads = self.spray_split(nic_a, nic_b)
         return make(src, dst, loads, head, tail)
 
     # --------------------------------------------------------------- scale-out
@@ -290,8 +290,30 @@ class Router:
             self._meet_cache[key] = hit
         return hit
 
-    def _spray(self, a: str, b: str) -> dict:
-        """Per-edge fractions of an even split at every hop over the up/down paths a -> b."""
+    def spray_split(self, a: str, b: str) -> dict:
+        """How a sprayed flow from NIC ``a`` to NIC ``b`` spreads over the scale-out links.
+
+        The flow splits evenly at every hop over the up/down (shortest) paths from ``a``
+        to ``b``: up through every uplink that still leads to a switch where the two
+        NICs' ancestors meet, then down towards ``b``.
+
+        Parameters
+        ----------
+        a, b : str
+            NIC node names that share a scale-out switch (see :meth:`connected`).
+
+        Returns
+        -------
+        dict
+            ``(u, v)`` graph edge -> fraction of the flow's bytes it carries (fractions
+            sum to 1 over the edges of each hop), including the NIC legs out of ``a``
+            and into ``b``. A new dict on every call.
+
+        Raises
+        ------
+        RoutingError
+            If the NICs share no switch.
+        """
         # The split is the same for every NIC pair under the same switches: cache it by
         # those switch sets, with the two NICs as placeholders.
         key = ("spray", tuple(self.up(a)), tuple(self.up(b)))
