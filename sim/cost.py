@@ -33,7 +33,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .fabric import Fabric
-from .fabric.summary import _REACH_M, _cables, _transceivers
+from .fabric.summary import REACH_M, cables, transceivers
 from .spec import load_yaml
 
 __all__ = ["Assumptions", "load_assumptions", "bill_of_materials", "cost", "network_cost",
@@ -196,7 +196,7 @@ def bill_of_materials(f: Fabric) -> pd.DataFrame:
         else:
             rows.append(_row("scale-out switches", model, tier, n, s.price_USD, s.power_W,
                              s.provenance))
-    modules, copper = _transceivers(f)
+    modules, copper = transceivers(f)
     for category, counts, parts, what in (("transceivers", modules, cat.transceivers,
                                             "transceiver"),
                                            ("copper cables", copper, cat.cables, "cable")):
@@ -209,16 +209,16 @@ def bill_of_materials(f: Fabric) -> pd.DataFrame:
                              part.provenance))
     fibers: Counter = Counter()
     fiber_parts = [c for c in cat.cables.values() if c.medium == "fiber"]
-    for _u, _v, d in _cables(f):
+    for _u, _v, d in cables(f):
         if d["reach"] in ("board", "rack"):
             continue
         speed = d["capacity"] / d["count"]
-        need = _REACH_M[d["reach"]]
+        need = REACH_M[d["reach"]]
         ok = [c for c in fiber_parts if c.reach_m >= need]  # the fibre of the optics' class
         p = min(ok, key=lambda c: (c.reach_m, c.price_USD, c.id)) if ok else None
         if p is None:
             raise ConfigError(f"no catalog fibre reaches {d['reach']} "
-                              f"({_REACH_M[d['reach']]:g} m)", field="cables")
+                              f"({REACH_M[d['reach']]:g} m)", field="cables")
         fibers[p.id] += d["count"] * math.ceil(speed / p.speed_Bps - 1e-9)
     for item, n in sorted(fibers.items()):
         c = cat.cables[item]

@@ -120,6 +120,16 @@ class Node:
     def keys(self) -> list[str]:
         return list(self.data)
 
+    def mark_used(self, *keys: str) -> None:
+        """Count ``keys`` as read, so that :meth:`done` accepts them without a reader.
+
+        Parameters
+        ----------
+        *keys : str
+            Field names of this mapping (present or not).
+        """
+        self._used.update(keys)
+
     def raw(self, key: str, default: Any = _MISSING) -> Any:
         """The raw value of ``key``; a ConfigError if it is missing and has no default."""
         self._used.add(key)

@@ -48,6 +48,7 @@ __all__ = [
     "rail_optimized",
     "rail_only",
     "multi_plane",
+    "torus_links",
 ]
 
 
@@ -155,8 +156,8 @@ def add_domain(b: FabricBuilder, nm: NodeModel, prefix: str, *, reach: str = "bo
                 b.cable(names[i], names[j], link, count=per_peer, reach=reach)
     elif nm.scale_up == "torus":
         dims = tuple(dims or nm.torus_dims)
-        tdom = _torus_links(b, names, dims, link, acc.scale_up_links, wrap=wrap,
-                            twisted=twisted, reach=reach)
+        tdom = torus_links(b, names, dims, link, acc.scale_up_links, wrap=wrap,
+                           twisted=twisted, reach=reach)
     d = b.fabric.add_domain(names, switch=sw_name, torus=tdom, model=nm.id)
     nic_link = nic_link or (cat.links[nm.nic_link] if nm.nic_link else None)
     if nm.nics and nic_link is not None:
@@ -176,9 +177,44 @@ def add_domain(b: FabricBuilder, nm: NodeModel, prefix: str, *, reach: str = "bo
     return d
 
 
-def _torus_links(b: FabricBuilder, names: list[str], dims: tuple[int, ...], link: Link,
-                 links_per_chip: int, *, wrap: bool, twisted: bool, reach: str) -> TorusDomain:
-    """Cable a torus (or mesh, wrap=False) over ``names`` in row-major order."""
+def torus_links(b: FabricBuilder, names: list[str], dims: tuple[int, ...], link: Link,
+                links_per_chip: int, *, wrap: bool, twisted: bool, reach: str) -> TorusDomain:
+    """Cable a torus (or a mesh, ``wrap=False``) over ``names`` in row-major order.
+
+    Each chip is joined to its +1 neighbour along every dimension of size > 1; its
+    ``links_per_chip`` links are shared evenly over the 2 x len(dims) directions. Along a
+    dimension of size 2 the +1 and -1 neighbours coincide, so the two links form one
+    bundle (unless twisted).
+
+    Parameters
+    ----------
+    b : FabricBuilder
+        The builder whose graph gets the cables.
+    names : list of str
+        Accelerator node names (already added), in row-major coordinate order.
+    dims : tuple of int
+        Torus shape; its product must equal ``len(names)``.
+    link : Link
+        Catalog link of every cable.
+    links_per_chip : int
+        Scale-up links of one chip (e.g. 6 ICI links on a 3D torus).
+    wrap : bool
+        Whether to add the wrap-around links (False: a mesh, as inside an OCS cube).
+    twisted : bool
+        Whether wrap-around neighbours are twisted (see :class:`TorusDomain`).
+    reach : str
+        Where the cables run (``board``, ``rack``, ``row``, ``hall``).
+
+    Returns
+    -------
+    TorusDomain
+        The coordinates of the chips (without optical hops).
+
+    Raises
+    ------
+    TopologyError
+        If ``dims`` do not hold ``len(names)`` chips.
+    """
     if math.prod(dims) != len(names):
         raise b.error("params.dims", f"dims {list(dims)} hold {math.prod(dims)} chips, not "
                       f"{len(names)}")

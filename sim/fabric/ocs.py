@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..catalog import Catalog, load_catalog
 from ..errors import InfeasibleError, TopologyError
-from .builders import FabricBuilder, _torus_links
+from .builders import FabricBuilder, torus_links
 from .fabric import Fabric, TorusDomain
 
 __all__ = ["ocs_pod", "OCSPod", "Slice"]
@@ -223,8 +223,8 @@ def ocs_pod(*, cubes: int = 64, node: str = "TPUv4-cube", ocs: str = "Palomar-OC
     f = b.fabric
     for c in range(cubes):
         names = [b.node(f"c{c}.g{i}", "accelerator", acc.id) for i in range(math.prod(cd))]
-        _torus_links(b, names, cd, link, acc.scale_up_links, wrap=False, twisted=False,
-                     reach="rack")
+        torus_links(b, names, cd, link, acc.scale_up_links, wrap=False, twisted=False,
+                    reach="rack")
         for i, coord in enumerate(_row_major(cd)):
             for d, k in enumerate(cd):
                 if coord[d] in (0, k - 1):

@@ -91,7 +91,7 @@ def _ocs_pod(p: Node, *, catalog, name, file, routing=None) -> Fabric:
     if not isinstance(slices, list):
         raise p.error("slices", f"expected a list of shapes like [16, 16, 16], got {slices!r}")
     rt = p.quantity("reconfigure_time", "time", None) if "reconfigure_time" in p else None
-    p._used.add("reconfigure_time")
+    p.mark_used("reconfigure_time")
     clean = []
     for i, s in enumerate(slices):
         if isinstance(s, dict):

@@ -26,16 +26,32 @@ from collections import Counter
 from ..units import format_si
 from .fabric import Fabric
 
-__all__ = ["summarize", "format_summary", "bisection_per_accelerator", "tier_oversubscription"]
+__all__ = ["summarize", "format_summary", "bisection_per_accelerator", "tier_oversubscription",
+           "cables", "transceivers", "REACH_M"]
 
 _TIER_NAMES = {0: "scale-up", 1: "leaf", 2: "spine", 3: "core"}
-_REACH_M = {"rack": 2.0, "row": 50.0, "hall": 500.0}
+#: Length a cable must span at each reach (m): what a copper cable or an optical module
+#: must reach to be chosen for a link of that reach (``board`` links have no cable).
+REACH_M = {"rack": 2.0, "row": 50.0, "hall": 500.0}
 
 
-def _cables(f: Fabric):
-    """Each undirected cable bundle once: (u, v, data)."""
+def cables(f: Fabric):
+    """Each full-duplex cable bundle of ``f`` once.
+
+    Parameters
+    ----------
+    f : Fabric
+
+    Yields
+    ------
+    u, v : str
+        The bundle's end nodes, ``u`` first in the graph's node order.
+    data : dict
+        The edge attributes of ``u -> v`` (``capacity`` in bytes/s per direction, ``count``
+        cables, ``tech``, ``reach``, ``latency`` in s).
+    """
     g = f.graph
-    idx = {n: i for i, n in enumerate(g.nodes)} if f._compiled is None else f._compiled.node_index
+    idx = {n: i for i, n in enumerate(g.nodes)}
     for u, v, d in g.edges(data=True):
         if idx[u] < idx[v]:
             yield u, v, d
@@ -119,27 +135,46 @@ def _diameter(f: Fabric, sample: int = 512) -> tuple[int, int]:
     return sw, ln
 
 
-def _transceivers(f: Fabric) -> tuple[Counter, Counter]:
-    """(optical modules by catalog id, copper cables by catalog id)."""
+def transceivers(f: Fabric) -> tuple[Counter, Counter]:
+    """Optical modules and copper cables the fabric's cables need, by catalog part.
+
+    Cables at ``rack`` reach are copper (the cheapest catalog copper cable of the link's
+    per-cable speed reaching :data:`REACH_M` ``["rack"]``); longer ones are optical with a
+    module at each end (one end for a fibre into a passive OCS), the cheapest module of
+    the lowest standard rate at or above the per-cable speed that reaches
+    :data:`REACH_M` of the cable's reach. ``board`` links need neither.
+
+    Parameters
+    ----------
+    f : Fabric
+
+    Returns
+    -------
+    modules : Counter
+        Optical modules by catalog transceiver id (a multi-port module counts once for its
+        ports), or a descriptive key where the catalog has no suitable module.
+    copper : Counter
+        Copper cables by catalog cable id, or a descriptive key where none fits.
+    """
     cat = f.catalog
     g = f.graph
     ends: Counter = Counter()
     copper: Counter = Counter()
-    for u, v, d in _cables(f):
+    for u, v, d in cables(f):
         reach = d["reach"]
         if reach == "board":
             continue
         speed = d["capacity"] / d["count"]
         if reach == "rack":
             cab = _pick([c for c in cat.cables.values() if c.medium != "fiber"], speed,
-                        _REACH_M["rack"], lambda c: c.speed_Bps)
+                        REACH_M["rack"], lambda c: c.speed_Bps)
             copper[cab.id if cab else f"copper {format_si(speed, 'bandwidth')}"] += d["count"]
             continue
         n_ends = 2 - sum(1 for x in (u, v) if g.nodes[x].get("kind") == "ocs")
         ends[(speed, reach)] += n_ends * d["count"]
     modules: Counter = Counter()
     for (speed, reach), n in ends.items():
-        t = _pick(cat.transceivers.values(), speed, _REACH_M[reach],
+        t = _pick(cat.transceivers.values(), speed, REACH_M[reach],
                   lambda t: t.speed_Bps / t.ports)
         if t is None:
             modules[f"optics {format_si(speed, 'bandwidth')} {reach} (no catalog module)"] += n
@@ -173,7 +208,7 @@ def summarize(f: Fabric) -> dict:
             tier = "ocs" if k == "ocs" else _TIER_NAMES.get(d.get("tier", 0), "?")
             switches[f"{d['model']} ({tier})"] += d.get("chips", 1)
     links: Counter = Counter()
-    for _, _, d in _cables(f):
+    for _, _, d in cables(f):
         links[d["tech"]] += d["count"]
     # injection per accelerator
     su: list[float] = []
@@ -186,7 +221,7 @@ def summarize(f: Fabric) -> dict:
             bw += sum(d["capacity"] for _, b, d in g.out_edges(nic, data=True)
                       if g.nodes[b].get("kind") == "switch") / len(f.accels_of_nic[nic])
         so.append(bw)
-    modules, copper = _transceivers(f)
+    modules, copper = transceivers(f)
     sw_hops, link_hops = _diameter(f)
     domains = Counter()
     for dom in f.domains:
