@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
+from .modelspec import read_model
 from .spec import Node, load_yaml
 
 __all__ = [
@@ -477,12 +478,6 @@ def _read_compute(n: Node) -> ComputeModel:
     return cm
 
 
-def _read_model_entry(key: str, n: Node):
-    from .workload.models import read_model
-
-    return read_model(key, n)
-
-
 def _read_library(n: Node) -> Library:
     lib = Library(
         max_channels=n.integer("max_channels", minimum=1),
@@ -507,7 +502,7 @@ _SECTIONS = {
     "cables": _read_cable,
     "nodes": _read_node,
     "protocols": _read_protocol,
-    "models": _read_model_entry,
+    "models": read_model,
 }
 
 
@@ -557,7 +552,7 @@ class Catalog:
                 for key, entry in doc.sub(section).items():
                     getattr(self, section)[key] = reader(key, entry)
                     self.files[(section, key)] = str(path)
-            doc._used.update(doc.keys())
+            doc.mark_used(*doc.keys())
 
     def check(self) -> None:
         """Cross-references between entries (accelerator -> link, node -> accelerator, ...)."""

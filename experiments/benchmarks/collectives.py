@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from sim.collectives import collective_time
-from sim.collectives.kernels import maxmin_rates
 from sim.fabric import load_topology, nvswitch_node, rail_optimized
 from sim.fabric.clos_routes import ClosIndex
+from sim.network.kernels import maxmin_rates
 
 TOPO = Path(__file__).resolve().parents[2] / "topologies"
 CASES = [

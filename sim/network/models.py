@@ -9,8 +9,9 @@ returns a SimPy event that fires when the data has arrived:
   ``latency + max_l bytes_l / capacity_l`` whatever else is in flight.
 * :class:`FlowNetwork`: concurrent transfers share link capacity max-min fairly. After a
   transfer's latency has elapsed it joins the fluid phase; rates are recomputed by the
-  ``@njit`` progressive-filling kernel at every arrival and completion. A transfer's rate is
-  measured on its most loaded link, so alone it takes exactly the analytical time.
+  ``@njit`` progressive-filling kernel of :mod:`sim.network.kernels` at every arrival and
+  completion. A transfer's rate is measured on its most loaded link, so alone it takes
+  exactly the analytical time.
 
 Capacities are effective: line rate times the link technology's protocol efficiency.
 Both models record rate segments, from which :meth:`NetworkModel.link_bytes` gives the
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from ..collectives.kernels import bottleneck_time, maxmin_rates
 from ..fabric.fabric import Fabric
+from .kernels import bottleneck_time, maxmin_rates
 
 __all__ = ["Transfer", "NetworkModel", "AnalyticalNetwork", "FlowNetwork", "make_network",
            "effective_capacity"]
