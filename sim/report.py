@@ -69,7 +69,7 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
     from .fabric import load_topology
     from .fabric.summary import summarize
     from .workload import load_workload, simulate_training
-    from .workload.inference import load_service, simulate_service
+    from .workload.serving import load_service, simulate_service
 
     f = load_topology(path)
     s = summarize(f)
@@ -153,7 +153,7 @@ def compare(topologies: list, workload=None, service=None, assumptions=None,
     # a malformed spec is the user's error, not one proposal's infeasibility: fail up front
     from .catalog import load_catalog
     from .workload import load_workload
-    from .workload.inference import load_service
+    from .workload.serving import load_service
     if workload:
         load_workload(workload, catalog=load_catalog())
     if service:

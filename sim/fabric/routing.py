@@ -271,7 +271,7 @@ class Router:
         g = self.g
         while v != b:
             # children of v towards b: b's ancestors one tier down that v links to
-            cands = [w for w in below.get(self._tier(v) - 1, ()) if w in g._adj[v]]
+            cands = [w for w in below.get(self._tier(v) - 1, ()) if w in g.succ[v]]
             if not cands:
                 cands = [w for w in self.down(v) if w == b or w in anc_b]
             v = cands[flow_hash(si, di, flow, idx[v]) % len(cands)] if len(cands) > 1 \

@@ -14,7 +14,7 @@ from sim.cli import main
 from sim.compute import attention_time, matmul_rate
 from sim.errors import ConfigError, InfeasibleError
 from sim.fabric import nvswitch_node
-from sim.workload.inference import (
+from sim.workload.serving import (
     IterationModel,
     Lengths,
     ServiceSpec,
@@ -76,9 +76,9 @@ def test_elementwise_bytes_closed_form(dgx):
         t1, _ = it.time(0, 0.0, 16, 0.0)
         t2, _ = it.time(0, 0.0, 32, 0.0)
         hbm = CAT.accelerators["H100-SXM"].hbm_bandwidth_Bps * CAT.compute.hbm_efficiency
-        comm = it._tp_time(32) - it._tp_time(16)
-        gemms = it._linear_time(32, 32 * it.head_flops_per_seq) - \
-            it._linear_time(16, 16 * it.head_flops_per_seq)
+        comm = it.tp_time(32) - it.tp_time(16)
+        gemms = it.linear_time(32, 32 * it.head_flops_per_seq) - \
+            it.linear_time(16, 16 * it.head_flops_per_seq)
         assert t2 - t1 == pytest.approx(16 * it.elem_token / hbm + comm + gemms, rel=1e-9)
 
 
@@ -87,7 +87,7 @@ def test_small_batch_gemms_between_streaming_and_the_measured_shapes(dgx):
     their weights plus a share of compute affine in m, continuous with the measured-shape
     roofline at 256 rows; above it, the roofline (the larger of FLOPs at the shape's
     efficiency and streaming the weights)."""
-    from sim.workload.inference import GEMM_M_MEASURED
+    from sim.workload.serving import GEMM_M_MEASURED
 
     s = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1)
     it = IterationModel(s, dgx, dgx.accelerators[:2])
@@ -103,13 +103,13 @@ def test_small_batch_gemms_between_streaming_and_the_measured_shapes(dgx):
     # FLOPs alone would be faster than streaming at 64 rows: the max() roofline says t_w
     assert 2 * it.active_params * 64 / 2 / it.gemm_efficiency(64) / rate < t_w
     for m in (1, 64, 128, 255):
-        assert it._linear_time(m, 0.0) == pytest.approx(
+        assert it.linear_time(m, 0.0) == pytest.approx(
             t_w + m / m0 * (roofline(m0) - t_w), rel=1e-12)
-    assert it._linear_time(1, 0.0) == pytest.approx(t_w, rel=0.01)
+    assert it.linear_time(1, 0.0) == pytest.approx(t_w, rel=0.01)
     assert roofline(m0) > 1.2 * t_w  # the measured 256-row shapes are slower than streaming
-    assert it._linear_time(m0 - 1, 0.0) == pytest.approx(it._linear_time(m0, 0.0), rel=0.01)
+    assert it.linear_time(m0 - 1, 0.0) == pytest.approx(it.linear_time(m0, 0.0), rel=0.01)
     for m in (256, 1024, 4096):
-        assert it._linear_time(m, 0.0) == pytest.approx(roofline(m), rel=1e-12)
+        assert it.linear_time(m, 0.0) == pytest.approx(roofline(m), rel=1e-12)
 
 
 def test_decode_attention_per_query_head_reads_kv_once_per_query_head(dgx):
@@ -234,7 +234,7 @@ def test_host_overhead_per_request_closed_form(dgx, tmp_path):
     """The runtime's host work: c per request in each iteration, the GPU idle meanwhile.
     One request of P prompt and N output tokens takes N iterations (its prefill yields the
     first token), each c longer; two requests side by side pay 2c per iteration."""
-    from sim.workload.inference import load_service
+    from sim.workload.serving import load_service
 
     P, N, c = 100, 40, 50e-6
     kw = dict(replicas=1, arrival="all-at-once", prompt=Lengths("fixed", P),
@@ -252,7 +252,7 @@ def test_host_overhead_per_request_closed_form(dgx, tmp_path):
 def test_vocab_buffers_come_out_of_the_kv_cache(dgx, tmp_path):
     """The runtime's batch x vocabulary buffers (every GPU) are taken from the memory the
     KV cache is sized from; too many of them leave none, which says so in one line."""
-    from sim.workload.inference import load_service
+    from sim.workload.serving import load_service
 
     acc = CAT.accelerators["H100-SXM"]
     s = ServiceSpec(name="x", model=L70, tp=2, precision="fp8", kv_bytes=1, max_batch=1024,
@@ -391,7 +391,7 @@ def test_serve_plot_writes_latency_cdf_and_throughput(tmp_path, capsys):
 def test_empirical_lengths_from_a_file(tmp_path):
     """A data set's own lengths: each drawn once while they last (a permutation), then
     with replacement; the file is found beside the service YAML."""
-    from sim.workload.inference import Lengths, load_service
+    from sim.workload.serving import Lengths, load_service
 
     (tmp_path / "isl.txt").write_text("# prompt lengths\n10\n20\n30\n40\n")
     p = _svc_file(tmp_path, prompt_tokens={"dist": "empirical", "file": "isl.txt"})

@@ -40,7 +40,7 @@ def test_mix_runs_and_alone_matches_standalone(tmp_path):
     df = run_mix(p)
     assert set(df["job"]) == {"train", "serve"}
     _, fab, _, jobs = load_mix(p)
-    alone = simulate_training(fab, jobs[0].spec).step_time_s
+    alone = simulate_training(fab, jobs[0].workload).step_time_s
     row = df[(df["job"] == "train") & (df["metric"] == "step_time_s")].iloc[0]
     assert row["alone"] == pytest.approx(alone, rel=1e-12)
     # together the training step can only be as fast or slower (shared links)

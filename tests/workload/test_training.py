@@ -14,7 +14,7 @@ from sim.cli import main
 from sim.errors import ConfigError, InfeasibleError
 from sim.fabric import leaf_spine, rail_optimized
 from sim.workload import TrainingWorkload, layer_costs, memory_per_gpu, simulate_training
-from sim.workload.training import _schedule, model_flops_per_step
+from sim.workload.training import pipeline_schedule, model_flops_per_step
 
 CAT = load_catalog()
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,12 +119,12 @@ def test_fp8_casts_and_the_bf16_output_layer(fab64):
     assert f8.bytes_fwd - bf.bytes_fwd == pytest.approx(
         2 * sum(mm * k * c for mm, n, k, c in bf.gemms))
     assert f8.fp8_bwd_bytes == pytest.approx(4 * sum(mm * n * c for mm, n, k, c in bf.gemms))
-    from sim.workload.training import _Stage
+    from sim.workload.training import StageCost
     w = {p: TrainingWorkload(name="x", model=m, global_batch=8, micro_batch=1,
                              seq_len=4096, precision=p, dp=8, n_gpus=8)
          for p in ("bf16", "fp8")}
     gpus = [fab64.accelerators[0]]
-    st = {p: _Stage(w[p], fab64, 0, gpus) for p in w}
+    st = {p: StageCost(w[p], fab64, 0, gpus) for p in w}
     assert st["fp8"].head_fwd == pytest.approx(st["bf16"].head_fwd)
     assert st["fp8"].compute_fwd < st["bf16"].compute_fwd
 
@@ -149,14 +149,14 @@ def test_split_counting_embedding_and_loss():
 def test_tp_comm_overlap_leaves_one_chunk_exposed(fab64):
     """With TP communication overlapped under GEMMs that outlast it, each layer's exposed
     TP time is one chunk of tp (forward and backward); without, all of it."""
-    from sim.workload.training import _Stage
+    from sim.workload.training import StageCost
 
     m = CAT.models["llama3-70b"]
     kw = dict(name="x", model=m, global_batch=8, micro_batch=1, seq_len=8192, tp=8, dp=8,
               n_gpus=64)
     gpus = [fab64.accelerators[i] for i in range(8)]
-    off = _Stage(TrainingWorkload(**kw), fab64, 0, gpus)
-    on = _Stage(TrainingWorkload(tp_comm_overlap=True, tp_comm_overlap_sms=0, **kw), fab64, 0,
+    off = StageCost(TrainingWorkload(**kw), fab64, 0, gpus)
+    on = StageCost(TrainingWorkload(tp_comm_overlap=True, tp_comm_overlap_sms=0, **kw), fab64, 0,
                 gpus)
     assert off.tp_fwd > 0 and off.tp_bwd == pytest.approx(off.tp_fwd)
     assert on.tp_fwd == pytest.approx(off.tp_fwd / 8)
@@ -170,14 +170,14 @@ def test_tp_comm_overlap_sms_slow_the_gemms_they_share(fab64):
     the GEMMs still hide all but one chunk of tp."""
     from sim.compute import backward_gemms, gemms_time
     from sim.workload.models import layer_costs
-    from sim.workload.training import _Stage
+    from sim.workload.training import StageCost
 
     m = CAT.models["llama3-70b"]
     kw = dict(name="x", model=m, global_batch=8, micro_batch=1, seq_len=8192, tp=8, dp=8,
               n_gpus=64, tp_comm_overlap=True)
     gpus = [fab64.accelerators[i] for i in range(8)]
-    ideal = _Stage(TrainingWorkload(tp_comm_overlap_sms=0, **kw), fab64, 0, gpus)
-    real = _Stage(TrainingWorkload(**kw), fab64, 0, gpus)
+    ideal = StageCost(TrainingWorkload(tp_comm_overlap_sms=0, **kw), fab64, 0, gpus)
+    real = StageCost(TrainingWorkload(**kw), fab64, 0, gpus)
     acc = CAT.accelerators["H100-SXM"]
     c = layer_costs(m, micro_batch=1, seq_len=8192, tp=8)
     row = [g for g in c.gemms if g[1] == m.hidden]  # attention output projection, FC2
@@ -217,13 +217,13 @@ def _ep_across_nodes(**kw):
 def test_ep_overlap_hides_the_all_to_all_under_each_op(fab64):
     """Overlapped (on no SMs), each op's dispatch + combine runs under its computation:
     exposed = sum over ops of max(0, all-to-all - op), from the exposed run's own times."""
-    from sim.workload.training import _Stage
+    from sim.workload.training import StageCost
 
     w = _ep_across_nodes()
     off = simulate_training(fab64, w)
     on = simulate_training(fab64, _ep_across_nodes(ep_comm_overlap=True,
                                                    ep_comm_overlap_sms=0))
-    st = _Stage(w, fab64, 0, [fab64.accelerators[0], fab64.accelerators[1]])
+    st = StageCost(w, fab64, 0, [fab64.accelerators[0], fab64.accelerators[1]])
     m = w.micro_batches
     a2a = off.breakdown["ep_exposed"] / (2 * m)  # forward and backward move the same bytes
     assert a2a > 0
@@ -302,7 +302,7 @@ def test_schedules_run_every_op_once():
         w = TrainingWorkload(name="x", model=m, global_batch=8, micro_batch=1, seq_len=2048,
                              pp=4, dp=1, vpp=vpp, schedule=sched)
         for s in range(4):
-            ops = _schedule(w, s)
+            ops = pipeline_schedule(w, s)
             assert sorted(ops) == sorted({(k, mb, c) for k in "FB" for mb in range(8)
                                           for c in range(vpp)})
             # a micro-batch's backward on a chunk never precedes its forward
@@ -483,12 +483,12 @@ def test_chunk_parameters_add_up_to_the_model(fab64):
     V3's 3 dense first layers only where they are), the input embedding on the first chunk
     and the output layer on the last."""
     from sim.workload.models import params_per_layer
-    from sim.workload.training import _Stage
+    from sim.workload.training import StageCost
     m = CAT.models["deepseek-v3"]  # 61 layers + embedding + loss = 63 = 3 stages x 3 x 7
     w = TrainingWorkload(name="x", model=m, global_batch=64, micro_batch=1, seq_len=512,
                          tp=1, pp=3, vpp=3, dp=1, ep=8, n_gpus=24,
                          split_counts_embedding_and_loss=True)
-    stages = [_Stage(w, fab64, s, [fab64.accelerators[0]]) for s in range(3)]
+    stages = [StageCost(w, fab64, s, [fab64.accelerators[0]]) for s in range(3)]
     for st in stages:
         assert st.params == pytest.approx(sum(st.chunk_params))
     dense = sum(params_per_layer(m, i)[0] for i in range(m.layers))
@@ -504,16 +504,16 @@ def test_interleaved_gradients_leave_per_chunk_aligned_across_the_pipeline():
     """Megatron-Core launches a virtual chunk's gradient reduce-scatter after its last
     backward, delayed by the stage's rank in backward ops; chunk 0 of later stages waits
     for the end of the step."""
-    from sim.workload.training import _grad_sync_points
+    from sim.workload.training import grad_sync_points
 
     class W:
         micro_batches, pp, vpp, schedule = 4, 2, 2, "interleaved"
 
     for s in range(2):
-        ops = _schedule(W, s)
+        ops = pipeline_schedule(W, s)
         b_ops = [i for i, op in enumerate(ops) if op[0] == "B"]
         last = {op[2]: b_ops.index(i) for i, op in enumerate(ops) if op[0] == "B"}
-        points = _grad_sync_points(ops, s)
+        points = grad_sync_points(ops, s)
         assert sorted(c for cs in points.values() for c in cs) == [0, 1]
         for at, chunks in points.items():
             for c in chunks:
@@ -521,7 +521,7 @@ def test_interleaved_gradients_leave_per_chunk_aligned_across_the_pipeline():
                     assert last[c] + s >= len(b_ops)
                 else:
                     assert b_ops.index(at) == last[c] + s
-    assert _grad_sync_points(_schedule(W, 1), 1)[-1] == [0]
+    assert grad_sync_points(pipeline_schedule(W, 1), 1)[-1] == [0]
 
 
 def test_interleaved_gradient_reduction_overlaps_the_cooldown(fab64):
