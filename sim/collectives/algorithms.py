@@ -280,10 +280,6 @@ def ring_pairs(f: Fabric, ranks: list[str], unit: float) -> tuple[tuple, bool]:
     return (src, dst, np.full(src.size, share), hop), True
 
 
-# alias for sim/workload until its refactor lands; remove then
-_ring_pairs = ring_pairs
-
-
 def _btree(m: int, rank: int) -> tuple[int, list[int]]:
     """NCCL's in-order binary tree (src/graph/trees.cc ncclGetBtree): (parent, children).
 

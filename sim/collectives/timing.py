@@ -427,12 +427,6 @@ def link_capacity(f: Fabric) -> np.ndarray:
     return f.derived("collectives.link_capacity", lambda: effective_capacity(f))
 
 
-# alias for sim/workload until its refactor lands; remove then
-_capacity = link_capacity
-# alias for sim/workload until its refactor lands; remove then
-_compile_phase = compile_phase
-
-
 def _p2p_ratio(f: Fabric) -> np.ndarray:
     """Per link: p2p_efficiency / protocol_efficiency of its technology (1 where the
     catalog gives no p2p figure), the extra derating of many-peer send/recv phases."""
