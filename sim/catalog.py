@@ -12,6 +12,7 @@ scale-up bandwidth is the sum over its scale-up links.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -95,6 +96,9 @@ class Accelerator:
     # streaming multiprocessors (NVIDIA) or compute units (AMD): the share communication
     # kernels take from overlapped GEMMs is counted in them; None: not modelled
     compute_units: int | None = None
+    # the compute-model constants of the catalog this entry was loaded with (a user's
+    # catalog may override them); None: the bundled catalog's
+    compute: ComputeModel | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -588,6 +592,8 @@ def _load(dirs: tuple[str, ...]) -> Catalog:
     for d in dirs:
         cat.read_dir(Path(d))
     cat.check()
+    for k, a in cat.accelerators.items():  # one catalog per run: its compute constants
+        cat.accelerators[k] = dataclasses.replace(a, compute=cat.compute)
     return cat
 
 

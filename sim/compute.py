@@ -5,7 +5,8 @@ maximum achievable matmul fraction of that accelerator and precision (MAMF, in
 ``topologies/catalog/accelerators.yaml``), never a per-case factor; fused attention runs
 at its own measured rate where the catalog has one; an elementwise kernel
 moving B bytes takes B / (HBM bandwidth x HBM efficiency). Each op also pays a fixed kernel
-overhead. Constants: ``topologies/catalog/compute.yaml``.
+overhead. Constants: ``topologies/catalog/compute.yaml``, or the ``compute:`` section of
+the catalog the accelerator was loaded from (a proposal's own catalog directory).
 
 Main assumption: kernels of one op run back to back (no overlap of compute-bound and
 memory-bound kernels), as in an eager framework without fusion across ops.
@@ -15,10 +16,16 @@ from __future__ import annotations
 
 import math
 
-from .catalog import Accelerator, load_catalog
+from .catalog import Accelerator, ComputeModel, load_catalog
 
 __all__ = ["attention_time", "gemm_time", "gemms_time", "backward_gemms", "hbm_time",
            "matmul_rate", "shape_efficiency"]
+
+
+def _constants(acc: Accelerator) -> ComputeModel:
+    """The compute-model constants of the catalog ``acc`` came from (the bundled one for an
+    accelerator built by hand)."""
+    return acc.compute if acc.compute is not None else load_catalog().compute
 
 
 def matmul_rate(acc: Accelerator, precision: str, sustained: bool = False) -> float:
@@ -26,7 +33,7 @@ def matmul_rate(acc: Accelerator, precision: str, sustained: bool = False) -> fl
     which every accelerator here runs at the same rate). ``sustained``: the rate held at
     the power limit (a training step keeps the tensor cores saturated), where the catalog
     has one; otherwise the burst rate (MAMF)."""
-    cm = load_catalog().compute
+    cm = _constants(acc)
     prec = precision if precision in acc.peak_flops else "bf16"
     eff = acc.matmul_efficiency.get(prec, acc.matmul_efficiency.get(
         "bf16", cm.default_matmul_efficiency))
@@ -109,5 +116,5 @@ def attention_time(acc: Accelerator, precision: str, flops_fwd: float, *,
 
 def hbm_time(acc: Accelerator, nbytes: float) -> float:
     """Seconds to stream ``nbytes`` through HBM."""
-    cm = load_catalog().compute
+    cm = _constants(acc)
     return nbytes / (acc.hbm_bandwidth_Bps * cm.hbm_efficiency) if nbytes > 0 else 0.0

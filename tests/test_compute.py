@@ -133,3 +133,22 @@ def test_sustained_above_burst_is_a_catalog_error():
     raw["sustained_matmul_efficiency"] = {"bf16": 0.9}
     with pytest.raises(ConfigError, match="sustained 0.9 exceeds the burst"):
         _read_acc("H100-SXM", Node(raw, "accelerators.yaml", "accelerators.H100-SXM"))
+
+
+def test_a_users_catalog_sets_the_compute_constants_of_its_accelerators(tmp_path):
+    """One catalog per run: an accelerator loaded from a catalog whose compute.yaml says
+    HBM kernels reach 50% streams at that rate, not at the bundled 85%."""
+    from sim.catalog import load_catalog
+    from sim.compute import hbm_time, matmul_rate
+
+    (tmp_path / "compute.yaml").write_text(
+        'compute:\n  hbm_efficiency: 0.5\n  default_matmul_efficiency: 0.35\n'
+        '  kernel_overhead: "4 us"\n  source: "test"\n  as_of: "2026-12"\n'
+        '  estimate: [hbm_efficiency]\n')
+    own, bundled = load_catalog(tmp_path), load_catalog()
+    a, b = own.accelerators["H100-SXM"], bundled.accelerators["H100-SXM"]
+    assert hbm_time(a, 1e9) == pytest.approx(1e9 / (a.hbm_bandwidth_Bps * 0.5))
+    assert hbm_time(a, 1e9) / hbm_time(b, 1e9) == pytest.approx(
+        bundled.compute.hbm_efficiency / 0.5)
+    # measured MAMF is the accelerator's own; the default applies only without it
+    assert matmul_rate(a, "bf16") == matmul_rate(b, "bf16")

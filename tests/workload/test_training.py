@@ -14,7 +14,7 @@ from sim.cli import main
 from sim.errors import ConfigError, InfeasibleError
 from sim.fabric import leaf_spine, rail_optimized
 from sim.workload import TrainingWorkload, layer_costs, memory_per_gpu, simulate_training
-from sim.workload.training import pipeline_schedule, model_flops_per_step
+from sim.workload.training import model_flops_per_step, pipeline_schedule
 
 CAT = load_catalog()
 ROOT = Path(__file__).resolve().parents[2]
