@@ -66,6 +66,7 @@ def _tier_util(f, tr) -> dict:
 
 
 def _proposal(path, workload, service, a: Assumptions, duration_s: float, network: str):
+    from .engine import warmup_for
     from .fabric import load_topology
     from .fabric.summary import summarize
     from .workload import load_workload, simulate_training
@@ -74,7 +75,8 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
     f = load_topology(path)
     s = summarize(f)
     bom = bill_of_materials(f)
-    rec: dict = {"proposal": f.name, "file": str(path), "accelerators": f.n_accelerators}
+    rec: dict = {"proposal": f.name, "file": str(path), "accelerators": f.n_accelerators,
+                 "network": network}
     results: dict = {}
     tr = sv = None
     if workload:
@@ -87,7 +89,8 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
     if service:
         try:
             sp = load_service(service, catalog=f.catalog)
-            sv = simulate_service(f, sp, duration_s, warmup_s=min(duration_s * 0.1, 60.0))
+            sv = simulate_service(f, sp, duration_s, warmup_s=warmup_for(duration_s),
+                                  network=network)
             results["service"] = sv
         except SimError as e:
             rec["service_error"] = str(e)
@@ -126,7 +129,7 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
         m = sv.summary
         gpus = sv.service.gpus
         thr = m["throughput_tokens_per_s"]
-        rec.update({"ttft_p50_s": m["ttft_p50_s"], "ttft_p99_s": m["ttft_p99_s"],
+        rec.update({"warmup_s": m["warmup_s"], "ttft_p50_s": m["ttft_p50_s"], "ttft_p99_s": m["ttft_p99_s"],
                     "tpot_p50_s": m["tpot_p50_s"], "tpot_p99_s": m["tpot_p99_s"],
                     "serve_tokens_per_s": thr,
                     "usd_per_M_served_tokens": usd_per_s_per_acc * gpus / thr * 1e6

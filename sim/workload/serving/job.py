@@ -180,6 +180,7 @@ class ServiceJob:
     def finish(self, sim) -> ServiceResult:
         res = service_result(self, sim.env.now)
         res.summary.update(self.counters)
+        res.summary.update({"network": sim.network, "warmup_s": self.warmup_s})
         rows = res.requests.assign(job=self.name)
         sim.recorder.add_frame("requests", rows)
         return res
