@@ -58,7 +58,7 @@ def load_mix(path: str | Path):
         elif "service" in j:
             s = load_service(base / j.string("service"), [f"first_gpu={first}"],
                              catalog=fabric.catalog)
-            jobs.append(ServiceJob(s, duration, warmup_s=min(duration * 0.1, 30.0), name=jname))
+            jobs.append(ServiceJob(s, duration, name=jname))  # warm-up: warmup_for(duration)
             span = (first, first + s.gpus)
         else:
             raise j.error(None, "a job needs `training: file` or `service: file`")

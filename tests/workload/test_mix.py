@@ -82,3 +82,17 @@ def test_moe_jobs_sharing_an_oversubscribed_unit_slow_each_other(tmp_path):
                 assert ep["in_mix"] / ep["alone"] == pytest.approx(1.5, rel=0.02)
             assert df.loc[(j, "dp_exposed_s"), "change_pct"] == pytest.approx(0, abs=1e-6)
         assert (df.loc[serve, "change_pct"].abs() < 1e-6).all()
+
+
+@pytest.mark.parametrize("duration, warmup", [("5s", 0.5), ("400s", 40.0), ("2000s", 60.0)])
+def test_a_mix_service_skips_the_one_warm_up_rule(tmp_path, duration, warmup):
+    """10% of the window, at most 60 s: the rule of `fabsim serve` and the review too."""
+    from sim.engine import warmup_for
+
+    p = _files(tmp_path)
+    doc = yaml.safe_load(p.read_text())
+    doc["duration"] = duration
+    p.write_text(yaml.safe_dump(doc))
+    jobs = load_mix(p)[3]
+    assert jobs[1].warmup_s == pytest.approx(warmup)
+    assert warmup_for(float(duration[:-1])) == pytest.approx(warmup)
