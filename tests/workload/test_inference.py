@@ -219,14 +219,14 @@ def test_no_evict_reserves_whole_sequences(dgx):
     s = _service(preemption="none", **kw)
     cap = IterationModel(s, dgx, dgx.accelerators[:2]).kv_capacity_tokens
     assert 2 * (P + N) < cap < 20 * (P + N)  # a cache of a few whole sequences
-    r = simulate_service(dgx, s, 30.0)
+    r = simulate_service(dgx, s, 5.0)
     req, m = r.requests, r.summary
     assert m["preemptions"] == 0 and m["kv_tokens_left"] == 0
     assert req["finish_s"].notna().all()
     t = req["first_token_s"].to_numpy()
     running = [((t <= x) & (req["finish_s"].to_numpy() > x)).sum() for x in t]
     assert max(running) == cap // (P + N)  # the queue keeps the cache full of reservations
-    greedy = simulate_service(dgx, _service(preemption="recompute", **kw), 30.0).summary
+    greedy = simulate_service(dgx, _service(preemption="recompute", **kw), 5.0).summary
     assert greedy["preemptions"] > 0
 
 

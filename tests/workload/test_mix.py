@@ -53,6 +53,7 @@ def test_overlapping_gpus_are_rejected(tmp_path):
         load_mix(p)
 
 
+@pytest.mark.slow  # two mixes of four jobs, alone and together: ~13 s
 def test_moe_jobs_sharing_an_oversubscribed_unit_slow_each_other(tmp_path):
     """workloads/mix-interference.yaml: two Mixtral jobs fill one 2:1 scalable unit; their
     expert-parallel all-to-alls cross rails, hence the leaves' uplinks, which one job
