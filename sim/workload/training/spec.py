@@ -101,71 +101,100 @@ def workload_error(w: TrainingWorkload, field_: str, msg: str) -> InfeasibleErro
     return InfeasibleError(f"{where}: {msg}" if where else msg)
 
 
-
 def check(w: TrainingWorkload, fabric: Fabric | None = None) -> None:
     """Raise InfeasibleError (one line, with the numbers) if the layout cannot run."""
-    m = w.model
     if fabric is not None:
-        avail = fabric.n_accelerators - w.first_gpu
-        want = w.n_gpus if w.n_gpus is not None else avail
-        if w.gpus != want:
-            raise workload_error(w, "parallelism", f"tp*pp*dp*cp = {w.tp}*{w.pp}*{w.dp}*{w.cp} = "
-                       f"{w.gpus}, but the job has {want} GPUs"
-                       + ("" if w.n_gpus is not None else " (all of the fabric; set `gpus:`"
-                          " to run on part of it)"))
-        if w.gpus > avail:
-            raise workload_error(w, "gpus", f"{w.gpus} GPUs from GPU {w.first_gpu}, but the fabric "
-                       f"has {avail}")
+        _check_gpus(w, fabric)
+    _check_heads(w)
+    _check_stages(w)
+    _check_batch(w)
+    _check_experts(w)
+    if w.seq_len > w.model.max_seq_len:
+        raise workload_error(w, "batch.seq_len", f"sequence {w.seq_len} exceeds "
+                             f"{w.model.name}'s maximum {w.model.max_seq_len}")
+
+
+def _check_gpus(w: TrainingWorkload, fabric: Fabric) -> None:
+    """The layout's GPUs are the job's, and the fabric has them."""
+    avail = fabric.n_accelerators - w.first_gpu
+    want = w.n_gpus if w.n_gpus is not None else avail
+    if w.gpus != want:
+        raise workload_error(
+            w, "parallelism", f"tp*pp*dp*cp = {w.tp}*{w.pp}*{w.dp}*{w.cp} = {w.gpus}, but "
+            f"the job has {want} GPUs" + ("" if w.n_gpus is not None else
+                                          " (all of the fabric; set `gpus:` to run on part"
+                                          " of it)"))
+    if w.gpus > avail:
+        raise workload_error(w, "gpus", f"{w.gpus} GPUs from GPU {w.first_gpu}, but the "
+                             f"fabric has {avail}")
+
+
+def _check_heads(w: TrainingWorkload) -> None:
+    """Tensor parallelism splits the attention heads (and KV heads, or replicates them)."""
+    m = w.model
     if m.heads % w.tp:
-        raise workload_error(w, "parallelism.tp", f"{m.heads} attention heads are not divisible by "
-                   f"tp={w.tp}")
+        raise workload_error(w, "parallelism.tp", f"{m.heads} attention heads are not "
+                             f"divisible by tp={w.tp}")
     if m.mla is None and m.kv_heads % w.tp and w.tp % m.kv_heads:
-        raise workload_error(w, "parallelism.tp", f"{m.kv_heads} KV heads and tp={w.tp} do not divide "
-                   "each other")
+        raise workload_error(w, "parallelism.tp", f"{m.kv_heads} KV heads and tp={w.tp} do "
+                             "not divide each other")
+
+
+def _check_stages(w: TrainingWorkload) -> None:
+    """The layers split over the (virtual) pipeline stages as asked."""
+    m = w.model
     if w.first_stage_layers is not None or w.last_stage_layers is not None:
         if w.split_counts_embedding_and_loss:
-            raise workload_error(w, "parallelism.split_counts_embedding_and_loss", "set either it or "
-                       "first/last_stage_layers, not both")
+            raise workload_error(w, "parallelism.split_counts_embedding_and_loss",
+                                 "set either it or first/last_stage_layers, not both")
         if w.vpp > 1 or w.pp < 3:
-            raise workload_error(w, "parallelism.first_stage_layers", "uneven first/last stages need "
-                       "pp >= 3 and no virtual stages")
+            raise workload_error(w, "parallelism.first_stage_layers", "uneven first/last "
+                                 "stages need pp >= 3 and no virtual stages")
         rest = m.layers - (w.first_stage_layers or 0) - (w.last_stage_layers or 0)
         inner = w.pp - (w.first_stage_layers is not None) - (w.last_stage_layers is not None)
         if rest <= 0 or rest % inner:
-            raise workload_error(w, "parallelism.first_stage_layers", f"{m.layers} layers minus the "
-                       f"first/last stages' leaves {rest}, not divisible by the other "
-                       f"{inner} stages")
+            raise workload_error(w, "parallelism.first_stage_layers", f"{m.layers} layers "
+                                 f"minus the first/last stages' leaves {rest}, not divisible "
+                                 f"by the other {inner} stages")
     elif w.split_counts_embedding_and_loss:
         chunks = w.pp * w.vpp
         if (m.layers + 2) % chunks or (m.layers + 2) // chunks < 2:
-            raise workload_error(w, "parallelism.split_counts_embedding_and_loss", f"{m.layers} "
-                       f"layers + embedding + loss = {m.layers + 2} do not split into "
-                       f"pp x virtual stages = {chunks} chunks of 2 or more")
+            raise workload_error(w, "parallelism.split_counts_embedding_and_loss",
+                                 f"{m.layers} layers + embedding + loss = {m.layers + 2} do "
+                                 f"not split into pp x virtual stages = {chunks} chunks of 2 "
+                                 "or more")
     elif m.layers % (w.pp * w.vpp):
-        raise workload_error(w, "parallelism.pp", f"{m.layers} layers are not divisible by pp x "
-                   f"virtual stages = {w.pp} x {w.vpp} = {w.pp * w.vpp}")
+        raise workload_error(w, "parallelism.pp", f"{m.layers} layers are not divisible by "
+                             f"pp x virtual stages = {w.pp} x {w.vpp} = {w.pp * w.vpp}")
+
+
+def _check_batch(w: TrainingWorkload) -> None:
+    """The batch splits into micro-batches per replica, and the sequence over CP ranks."""
     if w.global_batch % (w.micro_batch * w.dp):
-        raise workload_error(w, "batch.global", f"global batch {w.global_batch} is not divisible by "
-                   f"micro_batch x dp = {w.micro_batch} x {w.dp} = {w.micro_batch * w.dp}")
+        raise workload_error(w, "batch.global", f"global batch {w.global_batch} is not "
+                             f"divisible by micro_batch x dp = {w.micro_batch} x {w.dp} = "
+                             f"{w.micro_batch * w.dp}")
     if w.schedule == "interleaved" and w.micro_batches % w.pp:
         raise workload_error(w, "batch.global", f"interleaved 1F1B needs micro-batches "
-                   f"({w.micro_batches}) to be a multiple of pp={w.pp}")
+                             f"({w.micro_batches}) to be a multiple of pp={w.pp}")
     if w.seq_len % (2 * w.cp) and w.cp > 1:
-        raise workload_error(w, "batch.seq_len", f"sequence {w.seq_len} is not divisible by 2 x cp = "
-                   f"{2 * w.cp} (load-balanced context parallelism)")
-    if w.ep > 1:
-        if m.moe is None:
-            raise workload_error(w, "parallelism.ep", f"ep={w.ep} but {m.name} has no experts")
-        if m.moe.experts % w.ep:
-            raise workload_error(w, "parallelism.ep", f"{m.moe.experts} experts are not divisible by "
-                       f"ep={w.ep}")
-        if (w.dp * w.cp) % w.ep:
-            raise workload_error(w, "parallelism.ep", f"ep={w.ep} must divide dp x cp = "
-                       f"{w.dp * w.cp} (experts are spread over data-parallel ranks)")
-    if w.seq_len > m.max_seq_len:
-        raise workload_error(w, "batch.seq_len", f"sequence {w.seq_len} exceeds {m.name}'s maximum "
-                   f"{m.max_seq_len}")
+        raise workload_error(w, "batch.seq_len", f"sequence {w.seq_len} is not divisible by "
+                             f"2 x cp = {2 * w.cp} (load-balanced context parallelism)")
 
+
+def _check_experts(w: TrainingWorkload) -> None:
+    """Expert parallelism needs experts that split over data-parallel ranks."""
+    m = w.model
+    if w.ep == 1:
+        return
+    if m.moe is None:
+        raise workload_error(w, "parallelism.ep", f"ep={w.ep} but {m.name} has no experts")
+    if m.moe.experts % w.ep:
+        raise workload_error(w, "parallelism.ep", f"{m.moe.experts} experts are not "
+                             f"divisible by ep={w.ep}")
+    if (w.dp * w.cp) % w.ep:
+        raise workload_error(w, "parallelism.ep", f"ep={w.ep} must divide dp x cp = "
+                             f"{w.dp * w.cp} (experts are spread over data-parallel ranks)")
 
 
 def load_workload(path: str | Path, overrides: list[str] | None = None,
