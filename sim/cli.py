@@ -271,6 +271,49 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validation_dirs(args: argparse.Namespace, need: tuple[str, ...]) -> dict:
+    """The folders ``fabsim validate`` reads, by flag name ("shared", "data",
+    "topologies"): each flag's value or its default. The defaults come from the repository
+    checkout: the first directory holding both experiments/validation and topologies,
+    walking up from the current directory (else the one holding this package, if it is a
+    checkout); --shared defaults to $FABSIM_VALIDATION_DIR or ../shared/validation beside
+    the checkout. A folder that does not exist is a ConfigError naming its flag."""
+    import os
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    def is_checkout(d: Path) -> bool:
+        return (d / "experiments" / "validation").is_dir() and (d / "topologies").is_dir()
+
+    here = Path.cwd().resolve()
+    installed = Path(__file__).resolve().parents[1]
+    root = next((d for d in (here, *here.parents) if is_checkout(d)),
+                installed if is_checkout(installed) else None)
+    env = os.environ.get("FABSIM_VALIDATION_DIR")
+    defaults = {"data": ("experiments/validation", None),
+                "topologies": ("topologies", None),
+                "shared": ("../shared/validation", Path(env) if env else None)}
+    out = {}
+    for name in need:
+        given = getattr(args, name)
+        rel, fixed = defaults[name]
+        if given is not None:
+            d, how = Path(given), ""
+        elif fixed is not None:
+            d, how = fixed, " (from $FABSIM_VALIDATION_DIR)"
+        elif root is None:
+            raise ConfigError(f"no repository checkout (a directory holding "
+                              f"experiments/validation and topologies) at or above {here} "
+                              f"to find {rel} in; pass --{name} DIR", field=f"--{name}")
+        else:
+            d, how = (root / rel).resolve(), ""
+        if not d.is_dir():
+            raise ConfigError(f"folder not found: {d}{how}", field=f"--{name}")
+        out[name] = d
+    return out
+
+
 def _validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -285,10 +328,13 @@ def _validate(args: argparse.Namespace) -> int:
         trtllm_ifb_cases,
     )
 
+    need = {"collectives": ("shared",), "training": ("shared", "data", "topologies"),
+            "inference": ("shared", "data")}[args.what]
+    dirs = _validation_dirs(args, need)
     if args.what == "inference":
-        static = trtllm_cases(extra=True)
-        ifb = trtllm_ifb_cases()
-        mlperf = mlperf_cases()
+        static = trtllm_cases(dirs["shared"], dirs["data"])
+        ifb = trtllm_ifb_cases(dirs["data"])
+        mlperf = mlperf_cases(dirs["shared"], dirs["data"])
         if args.json:
             print(pd.concat([static, ifb, mlperf]).to_json(orient="records", indent=1))
             return 0
@@ -325,9 +371,9 @@ def _validate(args: argparse.Namespace) -> int:
                           "setting"]].to_string(**fmt))
         return 0
     if args.what == "training":
-        df = training_cases()
-        nemo = nemo_training_cases()
-        pub = published_training_cases()
+        df = training_cases(dirs["shared"])
+        nemo = nemo_training_cases(dirs["data"])
+        pub = published_training_cases(dirs["data"], dirs["topologies"])
         if args.json:
             print(pd.concat([df.assign(source="training_cases.tsv"),
                              nemo.assign(source="nemo_training.tsv"),
@@ -369,7 +415,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"{len(p_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
               f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
         return 0
-    df = collective_cases()
+    df = collective_cases(dirs["shared"])
     if args.json:
         print(df.to_json(orient="records", indent=1))
         return 0
@@ -457,6 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="compare predictions with published measurements")
     val.add_argument("what", choices=["collectives", "training", "inference"])
     val.add_argument("--json", action="store_true")
+    val.add_argument("--shared", metavar="DIR",
+                     help="published measurements (default: $FABSIM_VALIDATION_DIR or "
+                          "../shared/validation beside the repository checkout)")
+    val.add_argument("--data", metavar="DIR",
+                     help="further published rows (default: the checkout's "
+                          "experiments/validation)")
+    val.add_argument("--topologies", metavar="DIR",
+                     help="bundled proposals the rows name (default: the checkout's "
+                          "topologies)")
     val.set_defaults(func=_validate)
     return p
 

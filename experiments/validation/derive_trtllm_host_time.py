@@ -7,10 +7,12 @@ median error per candidate. Run after a change to the serving compute model.
 """
 
 import sys
+from pathlib import Path
 
 from sim.validation import TRTLLM_HOST_PER_REQUEST_S, trtllm_ifb_cases
 
 ROWS = r"-H100-(?!mixtral).*-fp8-"  # the 24 dense H100 FP8 rows
+EXTRA = Path(__file__).resolve().parent  # this folder holds trtllm_ifb.tsv
 
 
 def main() -> None:
@@ -18,7 +20,7 @@ def main() -> None:
     best = None
     print(f"{'host us':>8} {'rows':>5} {'median error %':>15}")
     for us in range(lo, hi + 1):
-        d = trtllm_ifb_cases(host_s=us * 1e-6, select=ROWS)
+        d = trtllm_ifb_cases(EXTRA, host_s=us * 1e-6, select=ROWS)
         med = d["error_pct"].median()
         print(f"{us:>8} {len(d):>5} {med:>15.2f}")
         if best is None or abs(med) < abs(best[1]):

@@ -8,8 +8,8 @@ from sim.validation import collective_cases
 
 
 @pytest.fixture(scope="module")
-def df():
-    return collective_cases()
+def df(shared_dir):
+    return collective_cases(shared_dir)
 
 
 def test_dgx_h100_all_reduce_sweep(df):

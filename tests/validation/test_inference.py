@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from sim.validation import _trtllm_attention, mlperf_cases, trtllm_cases, trtllm_ifb_cases
+from sim.validation import mlperf_cases, trtllm_attention, trtllm_cases, trtllm_ifb_cases
 
 
 @pytest.fixture(scope="module")
-def static():
-    return trtllm_cases(extra=True)
+def static(shared_dir, extra_dir):
+    return trtllm_cases(shared_dir, extra_dir)
 
 
 def test_trtllm_rows_of_the_shared_file_within_20_percent(static):
@@ -33,20 +33,18 @@ def test_further_published_releases(static):
 
 
 def test_xqa_release_boundary():
-    assert _trtllm_attention("v0.6.1") == "per_query_head"
-    assert _trtllm_attention("0.8.0") == "grouped"
-    assert _trtllm_attention("0.10.0") == "grouped"
+    assert trtllm_attention("v0.6.1") == "per_query_head"
+    assert trtllm_attention("0.8.0") == "grouped"
+    assert trtllm_attention("0.10.0") == "grouped"
 
 
-def test_ifb_rows_file():
+def test_ifb_rows_file(extra_dir):
     """The in-flight-batching rows: 100 distinct (GPU, model, precision, TP, lengths) of the
     v0.11 perf overview, each with its engine settings; a few values checked by hand
     against the doc."""
     import csv
 
-    from sim.validation import _extra_dir
-
-    with open(_extra_dir() / "trtllm_ifb.tsv", newline="") as fh:
+    with open(extra_dir / "trtllm_ifb.tsv", newline="") as fh:
         rows = list(csv.DictReader((ln for ln in fh if not ln.startswith("#")),
                                    delimiter="\t"))
     got = {(r["gpu"], r["model"], r["precision"], r["tp"], r["input"], r["output"]):
@@ -63,13 +61,13 @@ def test_ifb_rows_file():
 
 
 @pytest.mark.slow
-def test_ifb_rows():
+def test_ifb_rows(extra_dir):
     """TensorRT-LLM 0.11 in-flight batching, 100 rows. The runtime's host time per request
     is derived from the 24 dense H100 FP8 rows (their median error is zero); the other 76
     are out of sample: median |error| about 11%, max 59% with TensorRT-LLM's batch x
     vocabulary buffers taken from the KV cache (87% without, at stop 10). A100, FP16 and MoE rows stay
     optimistic (see the note), so the bounds also guard that known gap."""
-    d = trtllm_ifb_cases()
+    d = trtllm_ifb_cases(extra_dir)
     assert (d["status"] == "ok").all()
     h100_fp8 = d[d["case"].str.contains("-H100-") & d["case"].str.contains("-fp8-") &
                  ~d["case"].str.contains("mixtral")]
@@ -80,46 +78,46 @@ def test_ifb_rows():
 
 
 @pytest.fixture(scope="module")
-def mlperf():
-    return mlperf_cases()
+def mlperf(shared_dir, extra_dir):
+    return mlperf_cases(shared_dir, extra_dir)
 
 
-def test_mlperf_prompt_lengths_are_the_data_set():
+def test_mlperf_prompt_lengths_are_the_data_set(extra_dir):
     """The 24,576 input lengths of the MLPerf llama2-70b pickle: count, range and sum as a
     third party's digest-checked extraction of the official file records them."""
     from sim.validation import mlperf_prompt_lengths
 
-    p = mlperf_prompt_lengths()
+    p = mlperf_prompt_lengths(extra_dir)
     assert len(p.values) == 24576 and min(p.values) == 48 and max(p.values) == 1021
     assert sum(p.values) == 5_463_976 and p.mean == pytest.approx(222.33, abs=0.01)
 
 
-def test_mlperf_output_lengths_are_the_data_sets_pairs():
+def test_mlperf_output_lengths_are_the_data_sets_pairs(extra_dir):
     """The data set's reference output lengths, line by line with the prompts; scaled to
     the run's 290.3 tokens per sample and capped at max_new_tokens 1024; the MLPerf
     service draws (prompt, output) pairs."""
-    from sim.validation import _mlperf_service, mlperf_output_lengths
+    from sim.validation import mlperf_output_lengths, mlperf_service
     from sim.workload.inference import paired_lengths
 
-    ref = mlperf_output_lengths()
+    ref = mlperf_output_lengths(extra_dir)
     assert len(ref.values) == 24576 and sum(ref.values) == 5_379_553
     assert min(ref.values) == 3 and max(ref.values) == 1016
-    scaled = mlperf_output_lengths(290.3)
+    scaled = mlperf_output_lengths(extra_dir, 290.3)
     assert max(scaled.values) == 1024 and scaled.mean == pytest.approx(290.3, rel=0.01)
-    s = _mlperf_service(290.3, 896, arrival="all-at-once", rate=10.0)
+    s = mlperf_service(extra_dir, 290.3, 896, arrival="all-at-once", rate=10.0)
     assert paired_lengths(s.prompt, s.output)
 
 
-def test_mlperf_published_runs_parse():
+def test_mlperf_published_runs_parse(shared_dir, extra_dir):
     """Both systems' published runs read from their files: the H100 from the shared table,
     the H200 from experiments/validation, with the run settings NVIDIA's configs give."""
-    from sim.validation import MLPERF_SYSTEMS, _count, _mlperf_published
+    from sim.validation import MLPERF_SYSTEMS, first_count, mlperf_published
 
-    pubs = {p["system"]: p for p in _mlperf_published()}
+    pubs = {p["system"]: p for p in mlperf_published(shared_dir, extra_dir)}
     assert set(pubs) == set(MLPERF_SYSTEMS) == {"H100", "H200"}
     h200 = pubs["H200"]
-    assert _count(h200["offline"]["value"]) == 31302.7
-    assert _count(h200["server"]["value"].split("(", 1)[1]) == 100.35
+    assert first_count(h200["offline"]["value"]) == 31302.7
+    assert first_count(h200["server"]["value"].split("(", 1)[1]) == 100.35
     assert MLPERF_SYSTEMS["H200"].tp * MLPERF_SYSTEMS["H200"].engines == 8
     assert MLPERF_SYSTEMS["H100"].tp * MLPERF_SYSTEMS["H100"].engines == 8
 

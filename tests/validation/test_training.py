@@ -13,8 +13,8 @@ from sim.validation import training_cases
 
 
 @pytest.fixture(scope="module")
-def df():
-    return training_cases()
+def df(shared_dir):
+    return training_cases(shared_dir)
 
 
 @pytest.mark.slow
@@ -69,7 +69,7 @@ def _release(container: str) -> tuple:
     return tuple(int(x) for x in container.split("."))
 
 
-def test_nemo_rows_agree_with_their_own_flop_counts():
+def test_nemo_rows_agree_with_their_own_flop_counts(extra_dir):
     """Every published row's model TFLOP/s over its tokens/s is that release's FLOPs per
     token, which must match sim's formula for the catalog shape within 2%: non-causal
     attention up to NeMo 25.02, causal from Megatron-Bridge 25.09 (a check of the file's
@@ -77,20 +77,20 @@ def test_nemo_rows_agree_with_their_own_flop_counts():
     import dataclasses
 
     from sim.catalog import load_catalog
-    from sim.validation import _NEMO_MODELS, _extra_rows, _seq
+    from sim.validation import NEMO_MODELS, read_rows, seq_tokens
     from sim.workload.models import layer_costs
 
     cat = load_catalog()
     checked = 0
-    for r in _extra_rows("nemo_training.tsv"):
+    for r in read_rows(extra_dir, "nemo_training.tsv"):
         assert len(r) == 20 and None not in r.values(), r["row_id"]
         tok = float(r["tokens_per_s_per_gpu"])
         assert tok > 0 and int(r["gpus"]) % 8 in (0, 4), r["row_id"]
-        mid = _NEMO_MODELS.get(r["model"])
+        mid = NEMO_MODELS.get(r["model"])
         if mid is None or r["model_tflops_per_gpu"] in ("-", "n/a"):
             continue
         m = cat.get("models", mid)
-        seq = _seq(r["seq_len"])
+        seq = seq_tokens(r["seq_len"])
         m = dataclasses.replace(m, max_seq_len=max(seq, m.max_seq_len))
         causal = _release(r["container"]) >= (25, 9)
         fwd = sum(layer_costs(m, micro_batch=1, seq_len=seq, layer=i, causal=causal,
@@ -102,10 +102,10 @@ def test_nemo_rows_agree_with_their_own_flop_counts():
     assert checked >= 45
 
 
-def test_nemo_rows_spot_checked_against_the_sources():
-    from sim.validation import _extra_rows
+def test_nemo_rows_spot_checked_against_the_sources(extra_dir):
+    from sim.validation import read_rows
 
-    rows = {r["row_id"]: r for r in _extra_rows("nemo_training.tsv")}
+    rows = {r["row_id"]: r for r in read_rows(extra_dir, "nemo_training.tsv")}
     # NVIDIA/NeMo docs/source/performance/performance_summary.md @070a0bb: '| LLAMA2-70B |
     # 64 | 128 | 1 | 4096 | 4 | 4 | 1 | 20 | 1707 | 759 |'
     r = rows["NEMO-2407-FP8-LLAMA2-70B-64"]
@@ -118,10 +118,10 @@ def test_nemo_rows_spot_checked_against_the_sources():
 
 
 @pytest.fixture(scope="module")
-def nemo():
+def nemo(extra_dir):
     from sim.validation import nemo_training_cases
 
-    return nemo_training_cases()
+    return nemo_training_cases(extra_dir)
 
 
 @pytest.mark.slow
@@ -149,17 +149,17 @@ def test_nemo_known_gaps_do_not_grow(nemo):
     assert set(infeasible["model"]) <= {"Nemotron-340B"}
 
 
-def test_published_rows_are_consistent_layouts():
+def test_published_rows_are_consistent_layouts(extra_dir):
     """Every row of published_training.tsv multiplies out to its GPU count, splits its
     batch into whole micro-batches per data-parallel rank and its layers over the pipeline
     (or counts embedding and loss as layers where the source says so), and names a
     catalog model; the DGX Cloud rows' tokens/s per GPU (global batch x sequence / step
     time / GPUs) are the recipes' own throughput columns."""
     from sim.catalog import load_catalog
-    from sim.validation import _extra_rows
+    from sim.validation import read_rows
 
     cat = load_catalog()
-    rows = _extra_rows("published_training.tsv")
+    rows = read_rows(extra_dir, "published_training.tsv")
     assert len(rows) >= 30
     for r in rows:
         g, tp, pp, vp, cp = (int(r[k]) for k in ("gpus", "tp", "pp", "vp", "cp"))
@@ -181,7 +181,7 @@ def test_published_rows_are_consistent_layouts():
 
 
 @pytest.mark.slow
-def test_published_runs_out_of_sample():
+def test_published_runs_out_of_sample(extra_dir, topo_dir):
     """The other published runs (no constant was set from them). Today the model is too
     fast where compute dominates (Llama 3.1 8B on 8-128 GPUs +17..+19%, GPT-3 175B TP4
     +10..+16%) and close where TP8 communication is a large share (405B: -2..+10%,
@@ -189,7 +189,7 @@ def test_published_runs_out_of_sample():
     errors, so that a regression shows."""
     from sim.validation import published_training_cases
 
-    d = published_training_cases()
+    d = published_training_cases(extra_dir, topo_dir)
     ok = d[d["status"] == "ok"].set_index("case")["error_pct"]
     assert len(ok) >= 30
     assert ok.abs().median() <= 13.0
