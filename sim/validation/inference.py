@@ -63,9 +63,9 @@ def trtllm_attention(release: str) -> str:
 def trtllm_service(name: str, model: str, tp: int, replicas: int, precision: str, **kw):
     """A TensorRT-LLM service of catalog ``model`` on ``replicas`` engines of ``tp`` GPUs,
     with TensorRT-LLM's runtime buffers (TRTLLM_VOCAB_BUFFER_BYTES) unless ``kw`` sets
-    them; the other keywords are :class:`~sim.workload.inference.ServiceSpec` fields."""
+    them; the other keywords are :class:`~sim.workload.serving.ServiceSpec` fields."""
     from ..catalog import load_catalog
-    from ..workload.inference import ServiceSpec
+    from ..workload.serving import ServiceSpec
 
     m = load_catalog().get("models", model, file="inference.tsv", field=name)
     kw.setdefault("vocab_buffer_bytes", TRTLLM_VOCAB_BUFFER_BYTES)  # every row is TensorRT-LLM
@@ -77,7 +77,7 @@ def _static_row(cid: str, model: str, gpu: str, tp: int, batch: int, isl: int, o
                 precision: str, measured: float, release: str, source: str) -> dict:
     """One TensorRT-LLM static-batch row (gptSessionBenchmark: one batch, prefill then
     decode to ``osl`` tokens, timed as a whole): output tokens/s per GPU."""
-    from ..workload.inference import Lengths, simulate_service
+    from ..workload.serving import Lengths, simulate_service
 
     fp8 = precision.lower() == "fp8"
     attention = trtllm_attention(release)
@@ -147,7 +147,7 @@ def trtllm_ifb_cases(extra: Path, host_s: float | None = None,
     one engine (tp GPUs). ``host_s``: the runtime's host time per request (default
     TRTLLM_HOST_PER_REQUEST_S); ``select``: only the rows whose case id matches this regular
     expression."""
-    from ..workload.inference import Lengths, simulate_service
+    from ..workload.serving import Lengths, simulate_service
 
     name = "trtllm_ifb.tsv"
     rows = []

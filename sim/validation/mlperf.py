@@ -74,7 +74,7 @@ MLPERF_SYSTEMS = {"H100": MLPerfSystem("DGX-H100", 2, 4, 896, 1024, MLPERF_OFFLI
 def mlperf_prompt_lengths(extra: Path):
     """The MLPerf llama2-70b data set's input lengths
     (``extra / "mlperf_llama2_70b_input_lengths.txt"``), as an empirical distribution."""
-    from ..workload.inference import Lengths, read_lengths
+    from ..workload.serving import Lengths, read_lengths
 
     v = read_lengths(Path(extra) / "mlperf_llama2_70b_input_lengths.txt")
     return Lengths("empirical", sum(v) / len(v), values=v)
@@ -84,7 +84,7 @@ def mlperf_output_lengths(extra: Path, mean: float | None = None):
     """The data set's reference output lengths (in the prompts' order; ``extra /
     "mlperf_llama2_70b_output_lengths.txt"``), optionally scaled to ``mean`` tokens per
     sample and capped at max_new_tokens, as an empirical distribution."""
-    from ..workload.inference import Lengths, read_lengths
+    from ..workload.serving import Lengths, read_lengths
 
     v = read_lengths(Path(extra) / "mlperf_llama2_70b_output_lengths.txt")
     k = 1.0 if mean is None else mean * len(v) / sum(v)
@@ -108,7 +108,7 @@ def mlperf_service(extra: Path, out_mean: float, batch: int, system: str = "H100
 
 def mlperf_offline(extra: Path, out_mean: float = 290.3, system: str = "H100") -> float:
     """Predicted Offline output tokens/s of the 8-GPU system: every sample queued at t=0."""
-    from ..workload.inference import simulate_service
+    from ..workload.serving import simulate_service
 
     sy = MLPERF_SYSTEMS[system]
     s = mlperf_service(extra, out_mean, sy.batch_offline, system, arrival="all-at-once",
@@ -124,7 +124,7 @@ def mlperf_server(extra: Path, out_mean: float = 290.3, system: str = "H100",
     over a run of ``duration_s`` (bisection), and the summary at that rate; tokens/s = rate
     x mean output tokens. The search starts below the rate the system saturates at (every
     sample queued at once, the Server batch): no Server rate is sustained above it."""
-    from ..workload.inference import simulate_service
+    from ..workload.serving import simulate_service
 
     sy = MLPERF_SYSTEMS[system]
     fab = nvswitch_node(sy.node)
@@ -178,7 +178,7 @@ def _mlperf_row(source: str, case: str, metric: str, meas: float, pred: float,
 
 def _mlperf_system(extra: Path, pub: dict) -> list[dict]:
     """One system's rows of :func:`mlperf_cases`."""
-    from ..workload.inference import simulate_service
+    from ..workload.serving import simulate_service
 
     system, off, srv, src = pub["system"], pub["offline"], pub["server"], pub["file"]
     sy = MLPERF_SYSTEMS[system]
