@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from .engine import DEFAULT_NETWORK, NETWORKS
 from .errors import SimError
 
 __all__ = ["main"]
@@ -196,14 +197,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .engine import warmup_for
     from .fabric import load_topology
     from .units import parse
-    from .workload.inference import load_service, plot_service, simulate_service
+    from .workload.serving import load_service, plot_service, simulate_service
 
     f = load_topology(args.topology, args.set)
     s = load_service(args.service, args.wset, catalog=f.catalog)
     dur = parse(args.duration, "time", field="--duration")
-    r = simulate_service(f, s, dur, warmup_s=min(dur * 0.1, 60.0))
+    r = simulate_service(f, s, dur, warmup_s=warmup_for(dur), network=args.network)
     if args.plot:
         plot_service(r, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -214,6 +216,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"# {s.name}: {s.model.name}, {s.replicas} replicas x tp {s.tp} on {f.name}")
     print(f"# {m['requests']:,} requests over {m['duration_s']:.1f} s; KV cache "
           f"{m['kv_capacity_tokens']:,} tokens per replica; {m['preemptions']} preemptions")
+    print(f"# latencies of requests after a {m['warmup_s']:g} s warm-up; network model "
+          f"{m['network']}")
     print(f"{'':<10} {'p50':>10} {'p90':>10} {'p99':>10} {'mean':>10}")
     for k in ("ttft", "tpot", "e2e"):
         print(f"{k.upper():<10} " + " ".join(f"{m[f'{k}_{q}_s'] * 1e3:>8.1f}ms"
@@ -466,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="simulate one training step")
     tr.add_argument("--topology", required=True)
     tr.add_argument("--workload", required=True)
-    tr.add_argument("--network", default="flow", choices=["flow", "analytical"])
+    tr.add_argument("--network", default=DEFAULT_NETWORK, choices=NETWORKS,
+                    help=f"network model (default {DEFAULT_NETWORK})")
     tr.add_argument("--json", action="store_true")
     tr.add_argument("--set", action="append", metavar="PATH=VALUE",
                     help="override a topology field")
@@ -477,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--topology", required=True)
     sv.add_argument("--service", required=True)
     sv.add_argument("--duration", default="60s", help="arrival window, e.g. 600s")
+    sv.add_argument("--network", default=DEFAULT_NETWORK, choices=NETWORKS,
+                    help="network model of a disaggregated service's KV transfers "
+                    f"(default {DEFAULT_NETWORK})")
     sv.add_argument("--json", action="store_true")
     sv.add_argument("--set", action="append", metavar="PATH=VALUE")
     sv.add_argument("--wset", action="append", metavar="PATH=VALUE",

@@ -15,7 +15,7 @@ from sim.cost import bill_of_materials, cost
 from sim.errors import SimError
 from sim.fabric import load_topology
 from sim.workload import load_workload, simulate_training
-from sim.workload.inference import load_service, simulate_service
+from sim.workload.serving import load_service, simulate_service
 
 ROOT = Path(__file__).resolve().parents[2]
 PROPOSALS = ["dgx-h100-superpod-ib", "dgx-h100-superpod-2to1", "dgx-h100-superpod-rail-only",

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from sim.fabric import load_topology
-from sim.workload.inference import load_service, simulate_service
+from sim.workload.serving import load_service, simulate_service
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -97,7 +97,7 @@ def test_mlperf_output_lengths_are_the_data_sets_pairs(extra_dir):
     the run's 290.3 tokens per sample and capped at max_new_tokens 1024; the MLPerf
     service draws (prompt, output) pairs."""
     from sim.validation import mlperf_output_lengths, mlperf_service
-    from sim.workload.inference import paired_lengths
+    from sim.workload.serving import paired_lengths
 
     ref = mlperf_output_lengths(extra_dir)
     assert len(ref.values) == 24576 and sum(ref.values) == 5_379_553
