@@ -504,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--duration", default="30s", help="service arrival window (default 30s)")
     cp.add_argument("--assumptions", help="economics YAML overriding "
                                           "topologies/economics/default.yaml")
-    cp.add_argument("--network", default="analytical", choices=["flow", "analytical"])
+    cp.add_argument("--network", default=DEFAULT_NETWORK, choices=NETWORKS,
+                    help=f"network model of training and serving (default {DEFAULT_NETWORK})")
     cp.add_argument("-o", "--output", help="report directory (index.html, report.md, PNGs)")
     cp.add_argument("--json", action="store_true", help="print the table as JSON records")
     cp.set_defaults(func=_compare)

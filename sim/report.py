@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .cost import NETWORK, OPTICAL, Assumptions, bill_of_materials, cost, load_assumptions
+from .engine import DEFAULT_NETWORK
 from .errors import SimError
 
 __all__ = ["compare", "write_report", "link_tier", "tier_utilization", "table", "figures"]
@@ -141,7 +142,7 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
 
 
 def compare(topologies: list, workload=None, service=None, assumptions=None,
-            duration_s: float = 30.0, network: str = "analytical"):
+            duration_s: float = 30.0, network: str = DEFAULT_NETWORK):
     """Build, price and simulate each proposal.
 
     Returns

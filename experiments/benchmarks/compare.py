@@ -1,7 +1,7 @@
 """Design-review speed, phase by phase. Run: python experiments/benchmarks/compare.py
 
 For each bundled 1,024-GPU proposal of the README's main job: build the fabric, count and
-price it (bill of materials + cost), simulate one GPT-3 175B training step (analytical
+price it (bill of materials + cost), simulate one GPT-3 175B training step (flow
 network) and 30 s of Llama 3 70B serving; prints wall seconds per phase. The first row
 includes Numba compilation (or loading it from the cache).
 """
@@ -33,7 +33,7 @@ def main() -> None:
         t.append(time.perf_counter())
         try:
             simulate_training(f, load_workload(ROOT / "workloads" / "gpt3-175b-1k.yaml",
-                                               catalog=f.catalog), network="analytical")
+                                               catalog=f.catalog), network="flow")
         except SimError:
             pass  # infeasible on this proposal (GB200 x 14 has 1,008 GPUs)
         t.append(time.perf_counter())
