@@ -403,12 +403,52 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
     tier_fields : sequence of str, optional
         Spec field of each tier's switch, for error messages (default ``params.tiers[i]``).
     """
-    cat = catalog
+    b = FabricBuilder(catalog, name, file)
+    tf, sw_field, ov_field = _clos_fields(tiers, tier_fields)
+    nm, ln, sws, radix = _clos_parts(b, node, link, servers, tiers, file, sw_field)
+    nic_ports = _clos_endpoints(b, nm, ln, servers, planes, leaf_key)
+    n_tiers = len(tiers)
+    # --- tier 1: leaves
+    last = n_tiers == 1
+    d1, u1 = ((radix[0], 0) if last else
+              _split(radix[0], tiers[0].oversubscription, tiers[0].down_ports, b,
+                     tf[0], ov_field[0]))
+    leaves = _clos_leaves(b, nic_ports, d1, sws[0], ln, tiers[0].reach)
+    if last:
+        return _finish(b, sws, routing, meta)
+
+    # --- tier 2: spines, per pod
+    t2last = n_tiers == 2
+    if t2last:
+        d2, u2 = radix[1], 0
+    else:
+        d2, u2 = _split(radix[1], tiers[1].oversubscription, tiers[1].down_ports, b,
+                        tf[1], ov_field[1])
+    pods = _clos_pods(b, leaves, pod_key, pod_leaves)
+    spines_by_pod, spine_down = _clos_spines(b, pods, d1, d2, tiers, sws[1], ln, sw_field[1])
+    if n_tiers > 3:
+        raise b.error("params.tiers", f"at most 3 tiers are supported, got {n_tiers}")
+    if not t2last:
+        _clos_cores(b, pods, spines_by_pod, spine_down, tiers, radix[2], sws[2], ln,
+                    sw_field[2])
+    return _finish(b, sws, routing, meta)
+
+
+def _clos_fields(tiers: Sequence[Tier], tier_fields: Sequence[str] | None
+                 ) -> tuple[list[str], list[str], list[str]]:
+    """Spec field names of each tier, its switch and its oversubscription, for errors."""
     tf = list(tier_fields or [f"params.tiers[{i}]" for i in range(len(tiers))])
     sw_field = [f if not f.startswith("params.tiers[") else f + ".switch" for f in tf]
     ov_field = [f + ".oversubscription" if f.startswith("params.tiers[") else
                 "params.oversubscription" for f in tf]
-    b = FabricBuilder(cat, name, file)
+    return tf, sw_field, ov_field
+
+
+def _clos_parts(b: FabricBuilder, node: str, link: str, servers: int, tiers: Sequence[Tier],
+                file: str | None, sw_field: list[str]
+                ) -> tuple[NodeModel, Link, list[Switch], list[int]]:
+    """Checked catalog entries of a Clos: node model, link, tier switches and their radix."""
+    cat = b.cat
     nm = cat.get("nodes", node, file=file, field="params.node")
     ln = cat.get("links", link, file=file, field="params.link")
     if ln.kind != "scale-out":
@@ -427,40 +467,41 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
             raise b.error(sw_field[i], f"{sw.id} is a {sw.kind} switch, not a "
                           "packet switch")
     radix = [_ports_at(sw, nic_speed, b, sw_field[i]) for i, sw in enumerate(sws)]
+    return nm, ln, sws, radix
 
-    # --- endpoints
+
+def _clos_endpoints(b: FabricBuilder, nm: NodeModel, ln: Link, servers: int, planes: int,
+                    leaf_key: Callable[[int, int], tuple]) -> dict[tuple, list[str]]:
+    """Add the scale-up domains; NIC ports grouped by (plane,) + leaf key."""
     nic_ports: dict[tuple, list[str]] = {}
     for s in range(servers):
         add_domain(b, nm, f"s{s}", nic_link=ln)
         for k in range(nm.nics):
             for p in range(planes):
                 nic_ports.setdefault((p,) + tuple(leaf_key(s, k)), []).append(f"s{s}.n{k}")
-    n_tiers = len(tiers)
-    # --- tier 1: leaves
-    last = n_tiers == 1
-    d1, u1 = ((radix[0], 0) if last else
-              _split(radix[0], tiers[0].oversubscription, tiers[0].down_ports, b,
-                     tf[0], ov_field[0]))
+    return nic_ports
+
+
+def _clos_leaves(b: FabricBuilder, nic_ports: dict[tuple, list[str]], d1: int, sw: Switch,
+                 ln: Link, reach: str) -> list[tuple[str, tuple, int]]:
+    """Leaves filled in key order with ``d1`` NIC ports each: (name, key, n_down)."""
     leaves: list[tuple[str, tuple, int]] = []  # (name, key, n_down)
     for key in sorted(nic_ports):
         ports = nic_ports[key]
         for j in range(0, len(ports), d1):
             chunk = ports[j:j + d1]
-            lname = b.switch(f"l{len(leaves)}", sws[0], tier=1, plane=key[0],
+            lname = b.switch(f"l{len(leaves)}", sw, tier=1, plane=key[0],
                              unit=key[1] if len(key) > 2 else None)
             for nic in chunk:
-                b.cable(nic, lname, ln, reach=tiers[0].reach)
+                b.cable(nic, lname, ln, reach=reach)
             leaves.append((lname, key, len(chunk)))
-    if last:
-        return _finish(b, sws, routing, meta)
+    return leaves
 
-    # --- tier 2: spines, per pod
-    t2last = n_tiers == 2
-    if t2last:
-        d2, u2 = radix[1], 0
-    else:
-        d2, u2 = _split(radix[1], tiers[1].oversubscription, tiers[1].down_ports, b,
-                        tf[1], ov_field[1])
+
+def _clos_pods(b: FabricBuilder, leaves: list[tuple[str, tuple, int]],
+               pod_key: Callable[[tuple], tuple] | None, pod_leaves: int | None
+               ) -> list[tuple[tuple, list]]:
+    """Leaves grouped into pods (pod key, leaves); each leaf gets its ``pod`` index."""
     groups: dict[tuple, list] = {}
     for lf in leaves:
         pk = (lf[1][0],) + (pod_key(lf[1][1:]) if pod_key else ())
@@ -470,12 +511,20 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
         size = pod_leaves or len(lfs)
         for j in range(0, len(lfs), size):
             pods.append((pk, lfs[j:j + size]))
-    spines_by_pod: list[list[str]] = []
-    spine_down: dict[str, int] = {}
-    n_sp = 0
     for pi, (_, lfs) in enumerate(pods):
         for lname, _, _ in lfs:
             b.g.nodes[lname]["pod"] = pi
+    return pods
+
+
+def _clos_spines(b: FabricBuilder, pods: list[tuple[tuple, list]], d1: int, d2: int,
+                 tiers: Sequence[Tier], sw: Switch, ln: Link, field: str
+                 ) -> tuple[list[list[str]], dict[str, int]]:
+    """Spines of every pod, cabled to each of its leaves: names per pod, downlinks per spine."""
+    n_tiers = len(tiers)
+    spines_by_pod: list[list[str]] = []
+    spine_down: dict[str, int] = {}
+    n_sp = 0
     for pi, (pk, lfs) in enumerate(pods):
         # a leaf is cabled to its spines for its full downlink capacity, even when fewer
         # servers hang below it (a partial scalable unit): its uplinks do not depend on them
@@ -483,56 +532,72 @@ def clos(catalog: Catalog, *, name: str, node: str, servers: int, tiers: Sequenc
         if len(lfs) == 1 and n_tiers == 2:
             spines_by_pod.append([])
             continue  # a single leaf needs no spine
-        # Every leaf reaches every spine of its pod (a Clos). Spines: the fewest that hold
-        # the pod's uplinks, rounded up to divide a leaf's uplinks evenly when possible.
-        u_max = max(ups)
-        need = max(1, math.ceil(sum(ups) / d2))
-        if need > min(ups):
-            raise b.error(sw_field[1], f"a pod of {len(lfs)} leaves with {min(ups)}-{u_max} "
-                          f"uplinks each needs {need} spines of {d2} down ports ({sws[1].id} at "
-                          f"{tiers[1].oversubscription:g}:1), more than a leaf can reach; use "
-                          "a larger spine or fewer leaves per pod")
-        n_spines = next((k for k in range(need, u_max + 1) if u_max % k == 0), need)
-        names = [b.switch(f"sp{n_sp + i}", sws[1], tier=2, plane=pk[0], pod=pi)
-                 for i in range(n_spines)]
-        n_sp += n_spines
+        names = _pod_spines(b, pk, pi, lfs, ups, d2, n_sp, tiers[1], sw, field)
+        n_sp += len(names)
         spines_by_pod.append(names)
-        for li, ((lname, _, _), u) in enumerate(zip(lfs, ups, strict=True)):
-            for j, s_ in enumerate(names):
-                cnt = u // n_spines + (1 if (j - li) % n_spines < u % n_spines else 0)
+        _cable_pod(b, lfs, ups, names, ln, tiers[1].reach, spine_down)
+    return spines_by_pod, spine_down
+
+
+def _pod_spines(b: FabricBuilder, pk: tuple, pi: int, lfs: list, ups: list[int], d2: int,
+                n_sp: int, tier: Tier, sw: Switch, field: str) -> list[str]:
+    """Add the spines of pod ``pi``: the fewest that hold its leaves' uplinks."""
+    # Every leaf reaches every spine of its pod (a Clos). Spines: the fewest that hold
+    # the pod's uplinks, rounded up to divide a leaf's uplinks evenly when possible.
+    u_max = max(ups)
+    need = max(1, math.ceil(sum(ups) / d2))
+    if need > min(ups):
+        raise b.error(field, f"a pod of {len(lfs)} leaves with {min(ups)}-{u_max} "
+                      f"uplinks each needs {need} spines of {d2} down ports ({sw.id} at "
+                      f"{tier.oversubscription:g}:1), more than a leaf can reach; use "
+                      "a larger spine or fewer leaves per pod")
+    n_spines = next((k for k in range(need, u_max + 1) if u_max % k == 0), need)
+    return [b.switch(f"sp{n_sp + i}", sw, tier=2, plane=pk[0], pod=pi)
+            for i in range(n_spines)]
+
+
+def _cable_pod(b: FabricBuilder, lfs: list, ups: list[int], names: list[str], ln: Link,
+               reach: str, spine_down: dict[str, int]) -> None:
+    """Spread each leaf's uplinks evenly over the pod's spines, counting spine downlinks."""
+    n_spines = len(names)
+    for li, ((lname, _, _), u) in enumerate(zip(lfs, ups, strict=True)):
+        for j, s_ in enumerate(names):
+            cnt = u // n_spines + (1 if (j - li) % n_spines < u % n_spines else 0)
+            if cnt:
+                b.cable(lname, s_, ln, count=cnt, reach=reach)
+                spine_down[s_] = spine_down.get(s_, 0) + cnt
+
+
+def _clos_cores(b: FabricBuilder, pods: list[tuple[tuple, list]],
+                spines_by_pod: list[list[str]], spine_down: dict[str, int],
+                tiers: Sequence[Tier], radix: int, sw: Switch, ln: Link, field: str) -> None:
+    """Tier 3: cores in planes, spine j of every pod of a network plane to core plane j."""
+    # Spine j of every pod of a network plane joins the cores of core plane j, so any two
+    # pods meet at those cores (a standard fat-tree).
+    n_core = 0
+    planes_of: dict[tuple, list[str]] = {}
+    for (pk, _), sps in zip(pods, spines_by_pod, strict=True):
+        for j, s_ in enumerate(sps):
+            planes_of.setdefault((pk[0], j), []).append(s_)
+    for (plane, j), sps in planes_of.items():
+        # a spine's uplinks follow its actual downlinks at the tier's ratio
+        ups2 = {s_: max(1, math.ceil(spine_down[s_] / tiers[1].oversubscription - 1e-9))
+                for s_ in sps}
+        n_cores = max(1, math.ceil(sum(ups2.values()) / radix))
+        if n_cores > min(ups2.values()):
+            raise b.error(field, f"core plane {j} needs {n_cores} {sw.id} for "
+                          f"{sum(ups2.values())} spine uplinks, more than a spine's "
+                          f"{min(ups2.values())} uplinks can reach; use a larger core "
+                          "switch")
+        cores = [b.switch(f"c{n_core + i}", sw, tier=3, plane=plane, core_plane=j)
+                 for i in range(n_cores)]
+        n_core += n_cores
+        for si, s_ in enumerate(sps):
+            u = ups2[s_]
+            for k, c_ in enumerate(cores):
+                cnt = u // n_cores + (1 if (k - si) % n_cores < u % n_cores else 0)
                 if cnt:
-                    b.cable(lname, s_, ln, count=cnt, reach=tiers[1].reach)
-                    spine_down[s_] = spine_down.get(s_, 0) + cnt
-    if n_tiers > 3:
-        raise b.error("params.tiers", f"at most 3 tiers are supported, got {n_tiers}")
-    if not t2last:
-        # --- tier 3: cores in planes. Spine j of every pod of a network plane joins the
-        # cores of core plane j, so any two pods meet at those cores (a standard fat-tree).
-        n_core = 0
-        planes_of: dict[tuple, list[str]] = {}
-        for (pk, _), sps in zip(pods, spines_by_pod, strict=True):
-            for j, s_ in enumerate(sps):
-                planes_of.setdefault((pk[0], j), []).append(s_)
-        for (plane, j), sps in planes_of.items():
-            # a spine's uplinks follow its actual downlinks at the tier's ratio
-            ups2 = {s_: max(1, math.ceil(spine_down[s_] / tiers[1].oversubscription - 1e-9))
-                    for s_ in sps}
-            n_cores = max(1, math.ceil(sum(ups2.values()) / radix[2]))
-            if n_cores > min(ups2.values()):
-                raise b.error(sw_field[2], f"core plane {j} needs {n_cores} {sws[2].id} for "
-                              f"{sum(ups2.values())} spine uplinks, more than a spine's "
-                              f"{min(ups2.values())} uplinks can reach; use a larger core "
-                              "switch")
-            cores = [b.switch(f"c{n_core + i}", sws[2], tier=3, plane=plane, core_plane=j)
-                     for i in range(n_cores)]
-            n_core += n_cores
-            for si, s_ in enumerate(sps):
-                u = ups2[s_]
-                for k, c_ in enumerate(cores):
-                    cnt = u // n_cores + (1 if (k - si) % n_cores < u % n_cores else 0)
-                    if cnt:
-                        b.cable(s_, c_, ln, count=cnt, reach=tiers[2].reach)
-    return _finish(b, sws, routing, meta)
+                    b.cable(s_, c_, ln, count=cnt, reach=tiers[2].reach)
 
 
 def _finish(b: FabricBuilder, sws: list[Switch], routing: str | None, meta: dict | None

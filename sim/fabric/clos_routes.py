@@ -48,12 +48,32 @@ class ClosIndex:
     def __init__(self, f: Fabric):
         c = f.compile()
         g = f.graph
-        idx = c.node_index
         n = len(c.node_names)
         self.f = f
         self.n = n
-        self.tier = np.zeros(n, np.int64)
         kind = [g.nodes[x].get("kind") for x in c.node_names]
+        self._index_edges(c, g, kind)
+        # NIC -> leaf
+        self.nic_leaf = np.full(n, -1, np.int64)
+        self.ok = True
+        if not self._index_nic_leaves(c, g, kind):
+            self.ok = False
+            return
+        leaves_of_pod = self._index_pods(c, g, kind)
+        if not self._leaves_reach_spines(leaves_of_pod):
+            self.ok = False
+            return
+        self.leaf_plane = np.zeros(n, np.int64)
+        idx = c.node_index
+        for x, d in g.nodes(data=True):
+            if kind[idx[x]] == "switch" and d["tier"] == 1:
+                self.leaf_plane[idx[x]] = d.get("plane", 0)
+        self.ok = self._index_core_planes(c, g, kind)
+
+    def _index_edges(self, c, g, kind: list) -> None:
+        """Switch tier of every node, and the sorted (u, v) keys for edge lookup."""
+        n = self.n
+        self.tier = np.zeros(n, np.int64)
         for i, x in enumerate(c.node_names):
             if kind[i] == "switch":
                 self.tier[i] = g.nodes[x]["tier"]
@@ -61,16 +81,22 @@ class ClosIndex:
         self.key = c.link_src.astype(np.int64) * n + c.link_dst.astype(np.int64)
         self.order = np.argsort(self.key)
         self.skey = self.key[self.order]
-        # NIC -> leaf
-        self.nic_leaf = np.full(n, -1, np.int64)
-        self.ok = True
-        for nic in f.accels_of_nic:
+
+    def _index_nic_leaves(self, c, g, kind: list) -> bool:
+        """Fill ``nic_leaf``; False if some NIC does not sit under exactly one switch."""
+        idx = c.node_index
+        for nic in self.f.accels_of_nic:
             ups = [v for v in g.successors(nic) if kind[idx[v]] == "switch"]
             if len(ups) != 1:
-                self.ok = False
-                return
+                return False
             self.nic_leaf[idx[nic]] = idx[ups[0]]
-        # leaf -> pod, pod -> spines (by node index), spine -> plane index j
+        return True
+
+    def _index_pods(self, c, g, kind: list) -> dict[int, list[int]]:
+        """Leaf -> pod, pod -> spines (by node index), spine -> plane index j and pod;
+        returns the leaves of each pod."""
+        idx = c.node_index
+        n = self.n
         self.leaf_pod = np.full(n, -1, np.int64)
         self.pod_spines: dict[int, np.ndarray] = {}
         self.spine_j = np.full(n, -1, np.int64)
@@ -91,7 +117,10 @@ class ClosIndex:
             self.pod_spines[p] = arr
             self.spine_j[arr] = np.arange(len(arr))
             self.spine_pod[arr] = p
-        # every leaf of a pod must reach every spine of it
+        return leaves_of_pod
+
+    def _leaves_reach_spines(self, leaves_of_pod: dict[int, list[int]]) -> bool:
+        """Whether every leaf of a pod reaches every spine of it."""
         for p, leaves in leaves_of_pod.items():
             sps = self.pod_spines.get(p)
             if sps is None:
@@ -101,12 +130,12 @@ class ClosIndex:
             k = self.key_of(u, v)
             pos = np.minimum(np.searchsorted(self.skey, k), len(self.skey) - 1)
             if not np.array_equal(self.skey[pos], k):
-                self.ok = False
-                return
-        self.leaf_plane = np.zeros(n, np.int64)
-        for x, d in g.nodes(data=True):
-            if kind[idx[x]] == "switch" and d["tier"] == 1:
-                self.leaf_plane[idx[x]] = d.get("plane", 0)
+                return False
+        return True
+
+    def _index_core_planes(self, c, g, kind: list) -> bool:
+        """Fill ``plane_cores``; False if spine j of two pods of a plane has other cores."""
+        idx = c.node_index
         # core planes: cores of a spine, which must be the same for spine j of every pod
         self.plane_cores: dict[tuple, np.ndarray] = {}
         for sps in self.pod_spines.values():
@@ -119,9 +148,9 @@ class ClosIndex:
                 prev = self.plane_cores.get(key)
                 arr = np.array(cores, np.int64)
                 if prev is not None and not np.array_equal(prev, arr):
-                    self.ok = False
-                    return
+                    return False
                 self.plane_cores[key] = arr
+        return True
 
     @classmethod
     def of(cls, f: Fabric) -> ClosIndex | None:
@@ -178,51 +207,58 @@ class ClosIndex:
         if same_pod.any() or cross.any():
             h1 = flow_hash_np(si, di, fl, la)
         if same_pod.any():
-            i = np.nonzero(same_pod)[0]
-            for p in np.unique(pa[i]).tolist():
-                sel = i[pa[i] == p]
-                sps = self.pod_spines.get(p)
-                if sps is None:
-                    ok[sel] = False
-                    continue
-                sp = sps[(h1[sel] % np.uint64(len(sps))).astype(np.int64)]
-                path[sel, 2] = sp
-                path[sel, 3] = lb[sel]
-                path[sel, 4] = nic_b[sel]
-                length[sel] = 5
+            self._same_pod(np.nonzero(same_pod)[0], pa, lb, nic_b, h1, path, length, ok)
         if cross.any():
-            i = np.nonzero(cross)[0]
-            bad = (pa[i] < 0) | (pb[i] < 0)
-            ok[i[bad]] = False
-            i = i[~bad]
-            plane = self.leaf_plane[la[i]]
-            for key in {(int(a), int(b), int(c_)) for a, b, c_ in zip(pa[i], pb[i], plane,
-                                                                        strict=True)}:
-                p_a, p_b, pl = key
-                sel = i[(pa[i] == p_a) & (pb[i] == p_b) & (plane == pl)]
-                sa, sb = self.pod_spines.get(p_a), self.pod_spines.get(p_b)
-                usable = 0 if sa is None or sb is None else min(len(sa), len(sb))
-                # spine j must exist in both pods and have cores
-                if usable and all((pl, j) in self.plane_cores for j in range(usable)):
-                    pass
-                else:
-                    ok[sel] = False
-                    continue
-                j = (h1[sel] % np.uint64(usable)).astype(np.int64)
-                sp_a = sa[j]
-                h2 = flow_hash_np(si[sel], di[sel], fl[sel], sp_a)
-                core = np.empty(len(sel), np.int64)
-                for jj in np.unique(j).tolist():
-                    m = j == jj
-                    cores = self.plane_cores[(pl, jj)]
-                    core[m] = cores[(h2[m] % np.uint64(len(cores))).astype(np.int64)]
-                path[sel, 2] = sp_a
-                path[sel, 3] = core
-                path[sel, 4] = sb[j]
-                path[sel, 5] = lb[sel]
-                path[sel, 6] = nic_b[sel]
-                length[sel] = 7
+            self._cross_pod(np.nonzero(cross)[0], pa, pb, la, lb, nic_b, si, di, fl, h1,
+                            path, length, ok)
         return path, length, ok
+
+    def _same_pod(self, i, pa, lb, nic_b, h1, path, length, ok) -> None:
+        """Fill paths nic, leaf, spine, leaf, nic of flows ``i`` within one pod."""
+        for p in np.unique(pa[i]).tolist():
+            sel = i[pa[i] == p]
+            sps = self.pod_spines.get(p)
+            if sps is None:
+                ok[sel] = False
+                continue
+            sp = sps[(h1[sel] % np.uint64(len(sps))).astype(np.int64)]
+            path[sel, 2] = sp
+            path[sel, 3] = lb[sel]
+            path[sel, 4] = nic_b[sel]
+            length[sel] = 5
+
+    def _cross_pod(self, i, pa, pb, la, lb, nic_b, si, di, fl, h1, path, length, ok) -> None:
+        """Fill paths nic, leaf, spine, core, spine, leaf, nic of flows ``i`` across pods."""
+        bad = (pa[i] < 0) | (pb[i] < 0)
+        ok[i[bad]] = False
+        i = i[~bad]
+        plane = self.leaf_plane[la[i]]
+        for key in {(int(a), int(b), int(c_)) for a, b, c_ in zip(pa[i], pb[i], plane,
+                                                                    strict=True)}:
+            p_a, p_b, pl = key
+            sel = i[(pa[i] == p_a) & (pb[i] == p_b) & (plane == pl)]
+            sa, sb = self.pod_spines.get(p_a), self.pod_spines.get(p_b)
+            usable = 0 if sa is None or sb is None else min(len(sa), len(sb))
+            # spine j must exist in both pods and have cores
+            if usable and all((pl, j) in self.plane_cores for j in range(usable)):
+                pass
+            else:
+                ok[sel] = False
+                continue
+            j = (h1[sel] % np.uint64(usable)).astype(np.int64)
+            sp_a = sa[j]
+            h2 = flow_hash_np(si[sel], di[sel], fl[sel], sp_a)
+            core = np.empty(len(sel), np.int64)
+            for jj in np.unique(j).tolist():
+                m = j == jj
+                cores = self.plane_cores[(pl, jj)]
+                core[m] = cores[(h2[m] % np.uint64(len(cores))).astype(np.int64)]
+            path[sel, 2] = sp_a
+            path[sel, 3] = core
+            path[sel, 4] = sb[j]
+            path[sel, 5] = lb[sel]
+            path[sel, 6] = nic_b[sel]
+            length[sel] = 7
 
 
 def ecmp_link_sets(f: Fabric, src: list[str], dst: list[str]) -> np.ndarray:

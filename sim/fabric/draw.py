@@ -26,10 +26,16 @@ _MAX_BOXES = 7
 
 def _unit_of(f: Fabric) -> dict:
     """Node -> unit key (row, label-group)."""
-    g = f.graph
     unit: dict = {}
-    pod_of_domain: dict[int, object] = {}
-    for n, d in g.nodes(data=True):
+    _switch_units(f, unit)
+    _domain_units(f, unit)
+    _leftover_units(f, unit)
+    return unit
+
+
+def _switch_units(f: Fabric, unit: dict) -> None:
+    """Units of packet switches, by (model, tier, plane, pod, unit), and of OCS groups."""
+    for n, d in f.graph.nodes(data=True):
         k = d.get("kind")
         if k == "switch":
             t = d.get("tier", 1)
@@ -38,6 +44,13 @@ def _unit_of(f: Fabric) -> dict:
                                 d.get("unit") if t == 1 else None))
         elif k == "ocs":
             unit[n] = (8, ("ocs", d["model"], n.split(".")[0]))
+
+
+def _domain_units(f: Fabric, unit: dict) -> None:
+    """Units of scale-up domains, by model, size and the (pod, unit) of their leaves;
+    the cubes of an OCS pod."""
+    g = f.graph
+    pod_of_domain: dict[int, object] = {}
     for nic, accs in f.accels_of_nic.items():
         leaves = [v for v in g.successors(nic) if g.nodes[v].get("kind") == "switch"]
         if leaves:
@@ -53,6 +66,11 @@ def _unit_of(f: Fabric) -> dict:
         for ci, chips in enumerate(f.ocs.cubes):
             for a in chips:
                 unit[a] = (20, ("cube", ci))
+
+
+def _leftover_units(f: Fabric, unit: dict) -> None:
+    """NICs and NVSwitches join the unit of their neighbour; lone accelerators are chips."""
+    g = f.graph
     for n, d in g.nodes(data=True):
         if n in unit:
             continue
@@ -63,7 +81,6 @@ def _unit_of(f: Fabric) -> dict:
             unit[n] = unit.get(nb)
         elif d.get("kind") == "accelerator":
             unit[n] = (20, ("chip",))
-    return unit
 
 
 def collapse(f: Fabric) -> tuple[dict, dict]:
@@ -137,6 +154,26 @@ def draw(f: Fabric, path: str, *, title: str | None = None, dpi: int = 120) -> s
     import matplotlib.pyplot as plt
 
     units, joins = collapse(f)
+    rows, row_keys, shown, hidden_count = _layout(units)
+    fig_w = 12
+    fig_h = 1.6 + 1.5 * len(row_keys)
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    _draw_joins(ax, units, joins, shown)
+    _draw_boxes(ax, units, shown)
+    _draw_row_notes(ax, rows, row_keys, hidden_count)
+    ax.set_title(title or f"{f.name}\n{f.n_accelerators:,} accelerators", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def _layout(units: dict) -> tuple[dict, list, dict, dict]:
+    """Units by row, the sorted row keys, the (x, y) of each unit shown, and the count of
+    units left out of each crowded row."""
     rows: dict[int, list] = defaultdict(list)
     for u, rec in units.items():
         rows[rec["row"]].append(u)
@@ -154,12 +191,11 @@ def draw(f: Fabric, path: str, *, title: str | None = None, dpi: int = 120) -> s
         for i, u in enumerate(keep):
             if u is not None:
                 shown[u] = ((i + 0.5) / width, 1 - (ri + 0.5) / len(row_keys))
-    fig_w = 12
-    fig_h = 1.6 + 1.5 * len(row_keys)
-    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.axis("off")
+    return rows, row_keys, shown, hidden_count
+
+
+def _draw_joins(ax, units: dict, joins: dict, shown: dict) -> None:
+    """Lines between shown units, thicker for more capacity; one label per pair of groups."""
     maxcap = max((j["capacity"] for j in joins.values()), default=1.0)
     drawn_labels = set()
     for (ua, ub), j in joins.items():
@@ -177,12 +213,20 @@ def draw(f: Fabric, path: str, *, title: str | None = None, dpi: int = 120) -> s
                     fontsize=7, ha="center", va="center", color="#2b3a4f",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                           "alpha": 0.8}, zorder=3)
+
+
+def _draw_boxes(ax, units: dict, shown: dict) -> None:
+    """One labelled box per shown unit, coloured by kind."""
     colors = {"switch": "#cfe3f7", "ocs": "#f7e3cf", "domain": "#d9f2d0", "cube": "#d9f2d0"}
     for u, (x, y) in shown.items():
         rec = units[u]
         ax.text(x, y, rec["label"], ha="center", va="center", fontsize=8, zorder=4,
                 bbox={"boxstyle": "round,pad=0.4", "fc": colors.get(u[1][0], "#eeeeee"),
                       "ec": "#4a5a70"})
+
+
+def _draw_row_notes(ax, rows: dict, row_keys: list, hidden_count: dict) -> None:
+    """Each row's unit count, and the count of units left out where a row is cut."""
     for ri, r in enumerate(row_keys):
         y = 1 - (ri + 0.5) / len(row_keys)
         n = len(rows[r])
@@ -192,8 +236,3 @@ def draw(f: Fabric, path: str, *, title: str | None = None, dpi: int = 120) -> s
                     color="#4a5a70")
         ax.text(0.0, y + 0.5 / len(row_keys) - 0.02, f"{n} unit{'s' if n > 1 else ''}",
                 fontsize=7, color="#888888", va="top")
-    ax.set_title(title or f"{f.name}\n{f.n_accelerators:,} accelerators", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
