@@ -154,13 +154,24 @@ def bill_of_materials(f: Fabric) -> pd.DataFrame:
     ConfigError
         If a link needs a transceiver or cable that the catalog does not have.
     """
+    nodes = node_counts(f)
+    rows = _compute_rows(f, nodes)
+    rows += _switch_rows(f, nodes)
+    rows += _optics_rows(f)
+    rows += _fiber_rows(f)
+    df = pd.DataFrame(rows, columns=["category", "item", "tier", "count", "unit_price_USD",
+                                     "unit_power_W", "estimate", "source"])
+    return df
+
+
+def _compute_rows(f: Fabric, nodes: Counter) -> list[dict]:
+    """Rows of the accelerators, the servers that hold them and their NIC ports."""
     cat = f.catalog
     g = f.graph
     rows = []
     for model, n in sorted(Counter(g.nodes[a]["model"] for a in f.accelerators).items()):
         a = cat.accelerators[model]
         rows.append(_row("accelerators", model, "", n, a.price_USD, a.tdp_W, a.provenance))
-    nodes = node_counts(f)
     for model, n in sorted(nodes.items()):
         nm = cat.nodes.get(model)
         if nm is None:
@@ -171,8 +182,15 @@ def bill_of_materials(f: Fabric) -> pd.DataFrame:
     if n_nics:
         rows.append(_row("servers", "scale-out NIC ports", "", n_nics, 0, 0, None,
                          "included in the server price and host power"))
+    return rows
+
+
+def _switch_rows(f: Fabric, nodes: Counter) -> list[dict]:
+    """Rows of the scale-up, scale-out and optical circuit switches, by model and tier."""
+    cat = f.catalog
+    rows = []
     sw: Counter = Counter()
-    for _n, d in g.nodes(data=True):
+    for _n, d in f.graph.nodes(data=True):
         k = d.get("kind")
         if k in ("switch", "nvswitch", "ocs"):
             tier = "ocs" if k == "ocs" else {0: "scale-up", 1: "leaf", 2: "spine",
@@ -196,6 +214,13 @@ def bill_of_materials(f: Fabric) -> pd.DataFrame:
         else:
             rows.append(_row("scale-out switches", model, tier, n, s.price_USD, s.power_W,
                              s.provenance))
+    return rows
+
+
+def _optics_rows(f: Fabric) -> list[dict]:
+    """Rows of the transceivers and copper cables; ConfigError if the catalog lacks one."""
+    cat = f.catalog
+    rows = []
     modules, copper = transceivers(f)
     for category, counts, parts, what in (("transceivers", modules, cat.transceivers,
                                             "transceiver"),
@@ -207,6 +232,12 @@ def bill_of_materials(f: Fabric) -> pd.DataFrame:
                                   "topologies/catalog/optics.yaml", field=category)
             rows.append(_row(category, item, "", n, part.price_USD, part.power_W,
                              part.provenance))
+    return rows
+
+
+def _fiber_rows(f: Fabric) -> list[dict]:
+    """Rows of the fibres of optical cables, the cheapest catalog fibre of each reach."""
+    cat = f.catalog
     fibers: Counter = Counter()
     fiber_parts = [c for c in cat.cables.values() if c.medium == "fiber"]
     for _u, _v, d in cables(f):
@@ -220,12 +251,11 @@ def bill_of_materials(f: Fabric) -> pd.DataFrame:
             raise ConfigError(f"no catalog fibre reaches {d['reach']} "
                               f"({REACH_M[d['reach']]:g} m)", field="cables")
         fibers[p.id] += d["count"] * math.ceil(speed / p.speed_Bps - 1e-9)
+    rows = []
     for item, n in sorted(fibers.items()):
         c = cat.cables[item]
         rows.append(_row("fibers", item, "", n, c.price_USD, c.power_W, c.provenance))
-    df = pd.DataFrame(rows, columns=["category", "item", "tier", "count", "unit_price_USD",
-                                     "unit_power_W", "estimate", "source"])
-    return df
+    return rows
 
 
 # ------------------------------------------------------------------------------- cost
@@ -244,7 +274,7 @@ def _busy(results: dict | None) -> float | None:
 
 
 def cost(f: Fabric, results: dict | None = None, assumptions: Assumptions | None = None,
-         bom: pd.DataFrame | None = None) -> pd.DataFrame:
+         bom: pd.DataFrame | None = None, busy: float | None = None) -> pd.DataFrame:
     """Capex, IT power and cost per hour of each category of the bill of materials.
 
     Parameters
@@ -252,6 +282,9 @@ def cost(f: Fabric, results: dict | None = None, assumptions: Assumptions | None
     results : dict, optional
         ``{"training": TrainingResult}`` or ``{"service": ServiceResult}``: the simulated
         busy fraction sets accelerator power (with ``power_model: utilization``).
+    busy : float, optional
+        The accelerators' busy fraction itself (a fleet's share-weighted mix); it takes
+        precedence over ``results``.
     assumptions : Assumptions, optional
         Defaults from ``topologies/economics/default.yaml``.
 
@@ -264,7 +297,10 @@ def cost(f: Fabric, results: dict | None = None, assumptions: Assumptions | None
     """
     a = assumptions or load_assumptions()
     bom = bill_of_materials(f) if bom is None else bom
-    busy = _busy(results) if a.power_model == "utilization" else None
+    if a.power_model != "utilization":
+        busy = None
+    elif busy is None:
+        busy = _busy(results)
     cat = f.catalog
     capex: Counter = Counter()
     power: Counter = Counter()

@@ -117,8 +117,57 @@ def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, pol
     """
     c = f.compile()
     n = len(src)
-    ei = c.edge_index
     names = ranks
+    node, dom, up, down, nic = _rank_endpoints(f, names)
+    counts = np.zeros(n, np.int64)
+    same = (dom[src] == dom[dst]) & (up[src] >= 0)
+    counts[same] = 2
+    # --- vectorised ECMP on a regular Clos
+    vec = np.zeros(n, bool)
+    ecmp = _ecmp_paths(f, policy, src, dst, same, dom, node, nic)
+    if ecmp is not None:
+        _, cand, _, length = ecmp
+        vec[cand] = True
+        counts[cand] = length + 1  # acc->nic, path links, nic->acc
+    # --- spraying on a regular Clos: flows under the same pair of leaves share one split
+    spray = _spray_paths(f, policy, names, src, dst, same, dom, nic)
+    pre = None
+    if spray is not None:
+        pre = spray[1]
+        vec[pre[0]] = True
+        counts[pre[0]] = 4  # accelerator -> NIC -> leaf ... leaf -> NIC -> accelerator
+    # --- one at a time
+    others = np.nonzero(~same & ~vec)[0]
+    o_links, o_w, o_lat = _router_paths(f, names, src, dst, others, policy, counts)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    links = np.empty(indptr[-1], np.int64)
+    weights = np.ones(indptr[-1], np.float64)
+    lat = np.zeros(n)
+    idx = np.nonzero(same)[0]
+    links[indptr[idx]] = up[src[idx]]
+    links[indptr[idx] + 1] = down[dst[idx]]
+    lat[idx] = c.latency_s[up[src[idx]]] + c.latency_s[down[dst[idx]]]
+    if pre is not None:
+        _fill_spray(c, spray, src, dst, node, nic, indptr, links, lat)
+    elif vec.any():
+        _fill_ecmp(c, ecmp, src, dst, node, indptr, links, lat)
+    if len(others):
+        starts = indptr[others]
+        lens = counts[others]
+        pos = np.repeat(starts - np.cumsum(np.concatenate(([0], lens[:-1]))), lens) + \
+            np.arange(lens.sum())
+        links[pos] = np.array(o_links, dtype=np.int64)
+        weights[pos] = np.array(o_w, dtype=np.float64)
+        lat[others] = o_lat
+    inter = dom[src] != dom[dst]
+    return indptr, links, weights, lat, inter, pre
+
+
+def _rank_endpoints(f: Fabric, names: tuple):
+    """Per rank: node index, domain, NVSwitch uplink and downlink ids, first NIC's index."""
+    c = f.compile()
+    ei = c.edge_index
     node = np.array([c.node_index[r] for r in names], np.int64)
     dom = np.array([f.domain_of[r] for r in names])
     up = np.full(len(names), -1, np.int64)
@@ -132,45 +181,54 @@ def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, pol
         ns = f.nics_of.get(r)
         if ns:
             nic[i] = c.node_index[ns[0]]
-    counts = np.zeros(n, np.int64)
-    same = (dom[src] == dom[dst]) & (up[src] >= 0)
-    counts[same] = 2
-    # --- vectorised ECMP on a regular Clos
-    vec = np.zeros(n, bool)
+    return node, dom, up, down, nic
+
+
+def _ecmp_paths(f: Fabric, policy: str, src, dst, same, dom, node, nic):
+    """Vectorised ECMP NIC-to-NIC paths on a regular Clos: (index, flows, path, length),
+    or None when the policy is not ECMP or the fabric is not such a Clos."""
     ix = None
     if policy == "ecmp" and (~same).any():
         from ..fabric.clos_routes import ClosIndex
 
         ix = ClosIndex.of(f)
-    if ix is not None:
-        cand = np.nonzero(~same & (dom[src] != dom[dst]) & (nic[src] >= 0) &
-                          (nic[dst] >= 0))[0]
-        if len(cand):
-            path, length, ok = ix.ecmp(nic[src[cand]], nic[dst[cand]], node[src[cand]],
-                                       node[dst[cand]])
-            cand, path, length = cand[ok], path[ok], length[ok]
-            vec[cand] = True
-            counts[cand] = length + 1  # acc->nic, path links, nic->acc
-    # --- spraying on a regular Clos: flows under the same pair of leaves share one split
-    pre = None
-    if policy != "ecmp" and (~same).any():
-        from ..fabric.clos_routes import ClosIndex
+    if ix is None:
+        return None
+    cand = np.nonzero(~same & (dom[src] != dom[dst]) & (nic[src] >= 0) &
+                      (nic[dst] >= 0))[0]
+    if not len(cand):
+        return None
+    path, length, ok = ix.ecmp(nic[src[cand]], nic[dst[cand]], node[src[cand]],
+                               node[dst[cand]])
+    cand, path, length = cand[ok], path[ok], length[ok]
+    return ix, cand, path, length
 
-        ix_s = ClosIndex.of(f)
-        if ix_s is not None:
-            cand = np.nonzero(~same & (dom[src] != dom[dst]) & (nic[src] >= 0) &
-                              (nic[dst] >= 0))[0]
-            la, lb = ix_s.nic_leaf[nic[src[cand]]], ix_s.nic_leaf[nic[dst[cand]]]
-            cand = cand[(la >= 0) & (lb >= 0)]
-            if len(cand):
-                pre, mid_lat, cand = _spray_loads(f, ix_s, names, src, dst, nic, cand)
-            if len(cand):
-                pre = (cand,) + pre
-                vec[cand] = True
-                counts[cand] = 4  # accelerator -> NIC -> leaf ... leaf -> NIC -> accelerator
-    # --- one at a time
+
+def _spray_paths(f: Fabric, policy: str, names, src, dst, same, dom, nic):
+    """Sprayed flows on a regular Clos: (index, (flows, group of each, splits), middle
+    latency), or None when the policy is ECMP or no flow can be sprayed this way."""
+    if not (policy != "ecmp" and (~same).any()):
+        return None
+    from ..fabric.clos_routes import ClosIndex
+
+    ix_s = ClosIndex.of(f)
+    if ix_s is None:
+        return None
+    cand = np.nonzero(~same & (dom[src] != dom[dst]) & (nic[src] >= 0) &
+                      (nic[dst] >= 0))[0]
+    la, lb = ix_s.nic_leaf[nic[src[cand]]], ix_s.nic_leaf[nic[dst[cand]]]
+    cand = cand[(la >= 0) & (lb >= 0)]
+    if not len(cand):
+        return None
+    pre, mid_lat, cand = _spray_loads(f, ix_s, names, src, dst, nic, cand)
+    if not len(cand):
+        return None
+    return ix_s, (cand,) + pre, mid_lat
+
+
+def _router_paths(f: Fabric, names, src, dst, others, policy: str, counts):
+    """Route ``others`` one at a time (one flow per pair); sets their link ``counts``."""
     router = f.router
-    others = np.nonzero(~same & ~vec)[0]
     o_links: list = []
     o_w: list = []
     o_lat = np.empty(len(others))
@@ -180,48 +238,38 @@ def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, pol
         o_links.extend(lk)
         o_w.extend(w)
         o_lat[j] = lt
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    links = np.empty(indptr[-1], np.int64)
-    weights = np.ones(indptr[-1], np.float64)
-    lat = np.zeros(n)
-    idx = np.nonzero(same)[0]
-    links[indptr[idx]] = up[src[idx]]
-    links[indptr[idx] + 1] = down[dst[idx]]
-    lat[idx] = c.latency_s[up[src[idx]]] + c.latency_s[down[dst[idx]]]
-    if pre is not None:
-        rows = pre[0]
-        na, nb = nic[src[rows]], nic[dst[rows]]
-        legs = [ix_s.edges(node[src[rows]], na), ix_s.edges(na, ix_s.nic_leaf[na]),
-                ix_s.edges(ix_s.nic_leaf[nb], nb), ix_s.edges(nb, node[dst[rows]])]
-        lat[rows] = mid_lat
-        for col, lk in enumerate(legs):
-            links[indptr[rows] + col] = lk
-            lat[rows] += c.latency_s[lk]
-    elif vec.any():
-        # accelerator, scale-out path (nic ... nic), accelerator
-        full = np.full((len(cand), path.shape[1] + 2), -1, np.int64)
-        full[:, 0] = node[src[cand]]
-        full[:, 1:-1] = path
-        full[np.arange(len(cand)), length + 1] = node[dst[cand]]
-        for col in range(full.shape[1] - 1):
-            has = col < length + 1
-            if not has.any():
-                continue
-            rows = cand[has]
-            lk = ix.edges(full[has, col], full[has, col + 1])
-            links[indptr[rows] + col] = lk
-            lat[rows] += c.latency_s[lk]
-    if len(others):
-        starts = indptr[others]
-        lens = counts[others]
-        pos = np.repeat(starts - np.cumsum(np.concatenate(([0], lens[:-1]))), lens) + \
-            np.arange(lens.sum())
-        links[pos] = np.array(o_links, dtype=np.int64)
-        weights[pos] = np.array(o_w, dtype=np.float64)
-        lat[others] = o_lat
-    inter = dom[src] != dom[dst]
-    return indptr, links, weights, lat, inter, pre
+    return o_links, o_w, o_lat
+
+
+def _fill_spray(c, spray, src, dst, node, nic, indptr, links, lat) -> None:
+    """Write the per-flow NIC legs of sprayed flows into the CSR arrays, with latency."""
+    ix_s, pre, mid_lat = spray
+    rows = pre[0]
+    na, nb = nic[src[rows]], nic[dst[rows]]
+    legs = [ix_s.edges(node[src[rows]], na), ix_s.edges(na, ix_s.nic_leaf[na]),
+            ix_s.edges(ix_s.nic_leaf[nb], nb), ix_s.edges(nb, node[dst[rows]])]
+    lat[rows] = mid_lat
+    for col, lk in enumerate(legs):
+        links[indptr[rows] + col] = lk
+        lat[rows] += c.latency_s[lk]
+
+
+def _fill_ecmp(c, ecmp, src, dst, node, indptr, links, lat) -> None:
+    """Write vectorised ECMP paths into the CSR arrays, summing their link latencies."""
+    ix, cand, path, length = ecmp
+    # accelerator, scale-out path (nic ... nic), accelerator
+    full = np.full((len(cand), path.shape[1] + 2), -1, np.int64)
+    full[:, 0] = node[src[cand]]
+    full[:, 1:-1] = path
+    full[np.arange(len(cand)), length + 1] = node[dst[cand]]
+    for col in range(full.shape[1] - 1):
+        has = col < length + 1
+        if not has.any():
+            continue
+        rows = cand[has]
+        lk = ix.edges(full[has, col], full[has, col + 1])
+        links[indptr[rows] + col] = lk
+        lat[rows] += c.latency_s[lk]
 
 
 def _spray_loads(f: Fabric, ix, names, src, dst, nic, cand):
@@ -286,6 +334,29 @@ def compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.n
     """
     c = f.compile()
     n_links = c.n_links
+    loads, path_intra, path_inter, inter_share = _flow_loads(f, ranks, ph, policy)
+    kind = "flows"
+    eff = np.ones(n_links)  # in-network operations run below line rate
+    if ph.direct_links:
+        kind, path_intra, path_inter = _direct_loads(f, ph, loads, eff, path_intra,
+                                                     path_inter)
+    if ph.p2p:
+        eff = np.minimum(eff, _p2p_ratio(f))
+    nz = np.nonzero(loads)[0]
+    unit = loads[nz]
+    unit_time = float((unit / (cap[nz] * eff[nz])).max()) if len(nz) else 0.0
+    frac = ph.inter_frac if ph.inter_frac is not None else inter_share
+    cost = 1.0 / eff[nz] if (eff[nz] < 1.0).any() else None
+    return CompiledPhase(ph.name, nz.astype(np.int64), unit, ph.steps, ph.pipelined, frac,
+                         path_intra, path_inter, unit_time, kind, cost)
+
+
+def _flow_loads(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str
+                ) -> tuple[np.ndarray, float, float, float]:
+    """Per-link loads of a phase's routed flows, the slowest intra- and inter-domain
+    logical hop's latency (s) and the share of hops that leave the domain."""
+    c = f.compile()
+    n_links = c.n_links
     loads = np.zeros(n_links)
     path_intra = path_inter = 0.0
     inter_share = 0.0
@@ -309,34 +380,31 @@ def compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.n
         if hop_inter.any():
             path_inter = float(hop_lat[hop_inter].max())
         inter_share = float(hop_inter.mean())
-    kind = "flows"
-    eff = np.ones(n_links)  # in-network operations run below line rate
-    if ph.direct_links:
-        ei = c.edge_index
-        lk = np.array([u if v is None else ei[(u, v)] for u, v, _, _ in ph.direct_links],
-                      np.int64)  # each entry names a link id or a node pair
-        b = np.array([x[2] for x in ph.direct_links])
-        e = np.array([x[3] for x in ph.direct_links])
-        np.add.at(loads, lk, b)
-        np.minimum.at(eff, lk, e)
-        kind = "nvls" if ph.name.startswith("NVLS") and not ph.inter else \
-            "nvlstree" if ph.name.startswith("NVLS") else "sharp"
-        from_switch = _packet_switch_mask(f)[c.link_src[lk]]
-        lat_d = c.latency_s[lk]
-        if ph.inter and from_switch.any():
-            path_inter = max(path_inter, float(lat_d[from_switch].max()))
-        rest = ~from_switch if ph.inter else np.ones(len(lk), bool)
-        if rest.any():
-            path_intra = max(path_intra, float(lat_d[rest].max()))
-    if ph.p2p:
-        eff = np.minimum(eff, _p2p_ratio(f))
-    nz = np.nonzero(loads)[0]
-    unit = loads[nz]
-    unit_time = float((unit / (cap[nz] * eff[nz])).max()) if len(nz) else 0.0
-    frac = ph.inter_frac if ph.inter_frac is not None else inter_share
-    cost = 1.0 / eff[nz] if (eff[nz] < 1.0).any() else None
-    return CompiledPhase(ph.name, nz.astype(np.int64), unit, ph.steps, ph.pipelined, frac,
-                         path_intra, path_inter, unit_time, kind, cost)
+    return loads, path_intra, path_inter, inter_share
+
+
+def _direct_loads(f: Fabric, ph: PhaseSpec, loads: np.ndarray, eff: np.ndarray,
+                  path_intra: float, path_inter: float) -> tuple[str, float, float]:
+    """Add a phase's direct link loads (in-network reduction) to ``loads`` and their
+    efficiency to ``eff``; returns the phase kind and the updated hop latencies (s)."""
+    c = f.compile()
+    ei = c.edge_index
+    lk = np.array([u if v is None else ei[(u, v)] for u, v, _, _ in ph.direct_links],
+                  np.int64)  # each entry names a link id or a node pair
+    b = np.array([x[2] for x in ph.direct_links])
+    e = np.array([x[3] for x in ph.direct_links])
+    np.add.at(loads, lk, b)
+    np.minimum.at(eff, lk, e)
+    kind = "nvls" if ph.name.startswith("NVLS") and not ph.inter else \
+        "nvlstree" if ph.name.startswith("NVLS") else "sharp"
+    from_switch = _packet_switch_mask(f)[c.link_src[lk]]
+    lat_d = c.latency_s[lk]
+    if ph.inter and from_switch.any():
+        path_inter = max(path_inter, float(lat_d[from_switch].max()))
+    rest = ~from_switch if ph.inter else np.ones(len(lk), bool)
+    if rest.any():
+        path_intra = max(path_intra, float(lat_d[rest].max()))
+    return kind, path_intra, path_inter
 
 
 def _as_ranks(f: Fabric, ranks) -> tuple:
@@ -614,20 +682,39 @@ def collective_time(f: Fabric, op: str, ranks, nbytes: float, algorithm: str = "
     -------
     CollectiveResult
     """
+    _check_request(f, op, nbytes, protocol)
+    algos = AUTO_ORDER if algorithm == "auto" else (algorithm,)
+    cands = {}
+    errors = []
+    rank_t = _as_ranks(f, ranks)
+    order = _candidates(f, op, rank_t, policy or f.routing, algos, algorithm, nbytes, matrix,
+                        errors)
+    best = _fastest(f, op, rank_t, order, protocol, policy, nbytes, matrix, cands, errors)
+    if best is None:
+        raise InfeasibleError(errors[0] if errors else f"no algorithm implements {op} here")
+    t, a, pr, plan, times = best
+    return CollectiveResult(op, plan.p, float(nbytes), a, pr, t,
+                            [(ph.name, lt, bt) for ph, (lt, bt) in zip(plan.phases, times,
+                                                                       strict=True)], cands)
+
+
+def _check_request(f: Fabric, op: str, nbytes: float, protocol: str) -> None:
+    """InfeasibleError for an unknown collective or protocol, or a negative size."""
     if op not in OPS:
         raise InfeasibleError(f"unknown collective {op!r}; expected one of {', '.join(OPS)}")
     if nbytes < 0:
         raise InfeasibleError(f"message size must not be negative, got {nbytes}")
     cat = f.catalog
-    algos = AUTO_ORDER if algorithm == "auto" else (algorithm,)
     if protocol != "auto" and protocol not in cat.protocols:
         raise InfeasibleError(f"unknown protocol {protocol!r}; expected one of "
                               f"{', '.join(cat.protocols)} or auto")
-    best = None
-    cands = {}
-    errors = []
-    rank_t = _as_ranks(f, ranks)
-    pol = policy or f.routing
+
+
+def _candidates(f: Fabric, op: str, rank_t: tuple, pol: str, algos: tuple, algorithm: str,
+                nbytes: float, matrix, errors: list) -> list:
+    """Algorithms that apply, as (lower bound on time, name, phases), cheapest bound first;
+    why the others do not apply goes to ``errors``."""
+    cat = f.catalog
     plans = _plan_cache(f)
     order = []
     for a in algos:
@@ -648,6 +735,15 @@ def collective_time(f: Fabric, op: str, ranks, nbytes: float, algorithm: str = "
             if len(algos) > 1 else 0.0
         order.append((lb, a, specs))
     order.sort(key=lambda x: x[0])
+    return order
+
+
+def _fastest(f: Fabric, op: str, rank_t: tuple, order: list, protocol: str,
+             policy: str | None, nbytes: float, matrix, cands: dict, errors: list):
+    """The fastest (time, algorithm, protocol, plan, phase times) over ``order``, pruning
+    algorithms whose bound cannot beat it; each time tried goes to ``cands``."""
+    cat = f.catalog
+    best = None
     for lb, a, _specs in order:
         if best is not None and lb >= best[0]:
             cands[f"{a}/*"] = float("nan")  # pruned: cannot beat the best found
@@ -666,12 +762,7 @@ def collective_time(f: Fabric, op: str, ranks, nbytes: float, algorithm: str = "
             cands[f"{a}/{pr}"] = t
             if best is None or t < best[0] - 1e-15:
                 best = (t, a, pr, plan, times)
-    if best is None:
-        raise InfeasibleError(errors[0] if errors else f"no algorithm implements {op} here")
-    t, a, pr, plan, times = best
-    return CollectiveResult(op, plan.p, float(nbytes), a, pr, t,
-                            [(ph.name, lt, bt) for ph, (lt, bt) in zip(plan.phases, times,
-                                                                       strict=True)], cands)
+    return best
 
 
 def run_collective(env, net, op: str, ranks, nbytes: float, algorithm: str = "auto", *,

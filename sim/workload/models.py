@@ -119,19 +119,49 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
         copies (1 byte) instead of the 16-bit tensors.
     """
     dropout = dropout and m.dropout
-    b, s, h = micro_batch, seq_len / cp, m.hidden
+    b, s = micro_batch, seq_len / cp
     tokens = b * s  # tokens of this GPU's sequence shard
     a = m.heads
-    d = m.head_dim
-    # --- GEMM FLOPs (per GPU: divided by TP)
+    moe_layer = m.moe is not None and not (0 <= layer < m.moe.dense_layers)
+    gemm, ffn_inner, qk_dim, v_dim = _gemm_flops(m, tokens, tp, moe_layer)
+    gemms = layer_gemms(m, tokens, tp, ep, moe_layer)
+    # --- attention core: QK^T and AV over the full sequence (CP: local queries x all keys)
+    s_kv = seq_len
+    attn = 2 * b * s * s_kv * a * (qk_dim + v_dim) / tp
+    if causal and flash_attention:
+        attn /= 2  # fused kernels skip the masked upper triangle
+    sp = tp if sequence_parallel else 1
+    e = dtype_bytes
+    bytes_fwd, fp8_bwd = _elementwise_bytes(m, b, s, s_kv, tp, sp, e, ffn_inner, qk_dim,
+                                            gemms, dropout=dropout,
+                                            flash_attention=flash_attention, fp8=fp8)
+    # --- recomputation
+    if recompute == "full":
+        rec_flops, rec_bytes = gemm + attn, bytes_fwd
+    elif recompute == "selective":
+        rec_flops, rec_bytes = attn, (0.0 if flash_attention else 4 * 2 * b * a / tp * s *
+                                      s_kv * e)
+    else:
+        rec_flops, rec_bytes = 0.0, 0.0
+    kept = _kept_activations(m, tokens, s_kv, tp, sp, ffn_inner, sequence_parallel=
+                             sequence_parallel, recompute=recompute,
+                             flash_attention=flash_attention, dropout=dropout, fp8=fp8)
+    tp_bytes, tp_colls, ep_bytes, cp_bytes = _comm_bytes(m, b, s, tp, cp, ep, e, moe_layer)
+    return LayerCost(gemm, attn, bytes_fwd, rec_flops, rec_bytes, tp_bytes, tp_colls,
+                     ep_bytes, cp_bytes, kept, gemms, fp8_bwd)
+
+
+def _gemm_flops(m: ModelSpec, tokens: float, tp: int, moe_layer: bool
+                ) -> tuple[float, float, int, int]:
+    """GEMM FLOPs per GPU (divided by TP), the FFN's inner size and the q/k and v head dims."""
+    h = m.hidden
     if m.mla is not None:
         attn_proj = 2 * tokens * _attn_proj_params(m)
         qk_dim = m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim
         v_dim = m.mla.v_head_dim
     else:
         attn_proj = 2 * tokens * _attn_proj_params(m)
-        qk_dim = v_dim = d
-    moe_layer = m.moe is not None and not (0 <= layer < m.moe.dense_layers)
+        qk_dim = v_dim = m.head_dim
     if moe_layer:
         e = m.moe
         ffn_flops = 2 * tokens * _ffn_mats(m) * h * e.expert_ffn * e.top_k
@@ -143,15 +173,15 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
         ffn_flops = 2 * tokens * _ffn_mats(m) * h * m.ffn
         ffn_inner = m.ffn
     gemm = (attn_proj + ffn_flops) / tp
-    gemms = layer_gemms(m, tokens, tp, ep, moe_layer)
-    # --- attention core: QK^T and AV over the full sequence (CP: local queries x all keys)
-    s_kv = seq_len
-    attn = 2 * b * s * s_kv * a * (qk_dim + v_dim) / tp
-    if causal and flash_attention:
-        attn /= 2  # fused kernels skip the masked upper triangle
-    # --- elementwise HBM traffic (read + write), bytes
-    sp = tp if sequence_parallel else 1
-    e = dtype_bytes
+    return gemm, ffn_inner, qk_dim, v_dim
+
+
+def _elementwise_bytes(m: ModelSpec, b: int, s: float, s_kv: int, tp: int, sp: int, e: int,
+                       ffn_inner: float, qk_dim: int, gemms: tuple, *, dropout: bool,
+                       flash_attention: bool, fp8: bool) -> tuple[float, float]:
+    """Elementwise HBM traffic (read + write) in forward, and FP8 casts in backward, bytes."""
+    h, a = m.hidden, m.heads
+    tokens = b * s
     per_tok = 0.0
     per_tok += 2 * 2 * h / sp  # two norms: read x, write y
     per_tok += 2 * 2 * h / sp  # two residual adds (read 2, write 1) ~ 4h
@@ -175,14 +205,14 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
     if not flash_attention:
         # scale + mask + softmax + dropout over a s^2 b scores: ~4 passes of read+write
         bytes_fwd += 4 * 2 * b * a / tp * s * s_kv * e
-    # --- recomputation
-    if recompute == "full":
-        rec_flops, rec_bytes = gemm + attn, bytes_fwd
-    elif recompute == "selective":
-        rec_flops, rec_bytes = attn, (0.0 if flash_attention else 4 * 2 * b * a / tp * s *
-                                      s_kv * e)
-    else:
-        rec_flops, rec_bytes = 0.0, 0.0
+    return bytes_fwd, fp8_bwd
+
+
+def _kept_activations(m: ModelSpec, tokens: float, s_kv: int, tp: int, sp: int,
+                      ffn_inner: float, *, sequence_parallel: bool, recompute: str,
+                      flash_attention: bool, dropout: bool, fp8: bool) -> float:
+    """Activation bytes kept for backward per micro-batch, after the recompute policy."""
+    h, a = m.hidden, m.heads
     # --- activations kept for backward (Korthikanti et al. 2022, Table 2), bytes
     # per token and hidden unit: attention 7 + 4 g (input, Q, K/V, output-projection input,
     # dropout mask; g = kv_heads / heads), MLP 3 + (2 or 3) x 2 f/h (input, mask, the FFN's
@@ -205,7 +235,14 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
     kept = tokens * h * (per + score)
     if recompute == "full":
         kept = 2 * tokens * h / sp  # only the layer's input
-    # --- communication per GPU in forward
+    return kept
+
+
+def _comm_bytes(m: ModelSpec, b: int, s: float, tp: int, cp: int, ep: int, e: int,
+                moe_layer: bool) -> tuple[float, int, float, float]:
+    """Forward communication per GPU: TP buffer and collective count, EP and CP bytes."""
+    h = m.hidden
+    tokens = b * s
     tp_bytes = tokens * h * e if tp > 1 else 0.0  # buffer of each TP all-reduce (or RS+AG)
     tp_colls = 2 if tp > 1 else 0
     ep_bytes = 0.0
@@ -213,10 +250,10 @@ def layer_costs(m: ModelSpec, *, micro_batch: int, seq_len: int, tp: int = 1, cp
         ep_bytes = 2 * tokens * h * e * m.moe.top_k * (ep - 1) / ep  # dispatch + combine
     cp_bytes = 0.0
     if cp > 1:
-        kv = 2 * b * s * (m.kv_heads * d if m.mla is None else m.mla.kv_lora_rank) * e / tp
+        kv = 2 * b * s * (m.kv_heads * m.head_dim if m.mla is None else m.mla.kv_lora_rank) * \
+            e / tp
         cp_bytes = kv * (cp - 1)  # each GPU's K/V shard travels the ring
-    return LayerCost(gemm, attn, bytes_fwd, rec_flops, rec_bytes, tp_bytes, tp_colls,
-                     ep_bytes, cp_bytes, kept, gemms, fp8_bwd)
+    return tp_bytes, tp_colls, ep_bytes, cp_bytes
 
 
 def layer_gemms(m: ModelSpec, tokens: float, tp: int, ep: int, moe_layer: bool) -> tuple:
