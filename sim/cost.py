@@ -36,8 +36,8 @@ from .fabric import Fabric
 from .fabric.summary import REACH_M, cables, transceivers
 from .spec import load_yaml
 
-__all__ = ["Assumptions", "load_assumptions", "bill_of_materials", "cost", "network_cost",
-           "DEFAULT_ASSUMPTIONS"]
+__all__ = ["Assumptions", "load_assumptions", "bill_of_materials", "check_parts", "cost",
+           "network_cost", "DEFAULT_ASSUMPTIONS"]
 
 DEFAULT_ASSUMPTIONS = Path(__file__).resolve().parent.parent / "topologies" / "economics" / \
     "default.yaml"
@@ -342,3 +342,22 @@ def network_cost(df: pd.DataFrame, categories=NETWORK) -> tuple[float, float]:
     """(capex USD, IT power W) of the given categories of a :func:`cost` table."""
     sel = df[df["category"].isin(categories)]
     return float(sel["capex_USD"].sum()), float(sel["it_power_W"].sum())
+
+
+def check_parts(a: Assumptions, boms: list[pd.DataFrame]) -> None:
+    """Every part ``a`` prices or powers is in at least one of the bills of materials (a
+    misspelt id would otherwise change nothing, silently).
+
+    Raises
+    ------
+    ConfigError
+        Naming the assumptions file, the field (``prices.X``) and the parts there are.
+    """
+    items = sorted({i for b in boms for i in b["item"]})
+    for key, table in (("prices", a.prices), ("powers", a.powers)):
+        for part in table:
+            name = part[:-len(".idle")] if key == "powers" and part.endswith(".idle") \
+                else part
+            if name not in items:
+                raise ConfigError(f"no part of the proposals is called {name!r} (parts: "
+                                  f"{', '.join(items)})", file=a.file, field=f"{key}.{part}")

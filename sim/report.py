@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cost import NETWORK, OPTICAL, Assumptions, bill_of_materials, cost, load_assumptions
+from .cost import (
+    NETWORK,
+    OPTICAL,
+    Assumptions,
+    bill_of_materials,
+    check_parts,
+    cost,
+    load_assumptions,
+)
 from .engine import DEFAULT_NETWORK
 from .errors import SimError
 
@@ -167,6 +175,7 @@ def compare(topologies: list, workload=None, service=None, assumptions=None,
         r, e = _proposal(p, workload, service, a, duration_s, network)
         recs.append(r)
         extras.append(e)
+    check_parts(a, [e["bom"] for e in extras])  # a price of no part is a typo, not a no-op
     return pd.DataFrame(recs), extras
 
 
