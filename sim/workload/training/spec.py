@@ -4,6 +4,13 @@ workload YAML and checked for feasibility before anything is simulated.
 Main assumption: a layout is given in full (tp, pp, dp, cp, ep, virtual stages, ZeRO stage);
 what cannot run (sizes that do not divide, more GPUs than the job has) is an
 :class:`~sim.errors.InfeasibleError` naming the file, the field and the numbers.
+
+A workload may instead leave fields to the layout search (:mod:`.plan`): ``parallelism:
+auto`` (tp, pp, dp, cp, ep, virtual stages and ZeRO stage), or any of those fields set to
+``auto`` in the ``parallelism`` mapping, ``batch.micro: auto`` and ``options.recompute:
+auto``. Such a workload records the searched fields in :attr:`TrainingWorkload.auto`; the
+checks that need them wait until :func:`.plan.resolve` has chosen them, and running it
+unresolved is a one-line :class:`~sim.errors.ConfigError` saying so.
 """
 
 from __future__ import annotations
@@ -12,16 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...catalog import Catalog, load_catalog
-from ...errors import InfeasibleError
+from ...errors import ConfigError, InfeasibleError
 from ...fabric.fabric import Fabric
 from ...spec import apply_overrides, load_yaml
 from ..models import ModelSpec, read_model
 
-__all__ = ["PRECISIONS", "SCHEDULE_NAMES", "TrainingWorkload", "check", "load_workload",
-           "workload_error"]
+__all__ = ["AUTO_FIELDS", "PRECISIONS", "SCHEDULE_NAMES", "TrainingWorkload", "check",
+           "load_workload", "workload_error"]
 
 PRECISIONS = ("bf16", "fp16", "fp8")
 SCHEDULE_NAMES = ("1f1b", "interleaved", "gpipe")
+# fields the layout search may choose: TrainingWorkload attribute -> YAML field path
+AUTO_FIELDS = {"tp": "parallelism.tp", "pp": "parallelism.pp", "dp": "parallelism.dp",
+               "cp": "parallelism.cp", "ep": "parallelism.ep",
+               "vpp": "parallelism.virtual_stages", "zero": "parallelism.zero",
+               "micro_batch": "batch.micro", "recompute": "options.recompute"}
+_PARALLEL_AUTO = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero")
 
 
 @dataclass
@@ -78,6 +91,9 @@ class TrainingWorkload:
     first_gpu: int = 0
     n_gpus: int | None = None  # the job's GPUs; default: every accelerator of the fabric
     file: str | None = None
+    # fields left to the layout search (keys of AUTO_FIELDS); their values meanwhile are
+    # placeholders. Empty: the layout is given in full
+    auto: frozenset[str] = frozenset()
 
     def __post_init__(self):
         if self.vpp > 1 and self.schedule == "1f1b":
@@ -102,7 +118,14 @@ def workload_error(w: TrainingWorkload, field_: str, msg: str) -> InfeasibleErro
 
 
 def check(w: TrainingWorkload, fabric: Fabric | None = None) -> None:
-    """Raise InfeasibleError (one line, with the numbers) if the layout cannot run."""
+    """Raise InfeasibleError (one line, with the numbers) if the layout cannot run.
+
+    A workload with fields still ``auto`` cannot run: a ConfigError says to plan it."""
+    if w.auto:
+        fields = ", ".join(AUTO_FIELDS[k] for k in AUTO_FIELDS if k in w.auto)
+        raise ConfigError(f"{fields} {'is' if len(w.auto) == 1 else 'are'} `auto`: plan the "
+                          "layout first (`fabsim plan`, or "
+                          "sim.workload.training.plan.resolve(fabric, w))", file=w.file)
     if fabric is not None:
         _check_gpus(w, fabric)
     _check_heads(w)
@@ -112,6 +135,65 @@ def check(w: TrainingWorkload, fabric: Fabric | None = None) -> None:
     if w.seq_len > w.model.max_seq_len:
         raise workload_error(w, "batch.seq_len", f"sequence {w.seq_len} exceeds "
                              f"{w.model.name}'s maximum {w.model.max_seq_len}")
+
+
+def _check_given(w: TrainingWorkload) -> None:
+    """The checks that need none of ``w``'s ``auto`` fields (a workload still to plan)."""
+    a = w.auto
+    if "tp" not in a:
+        _check_heads(w)
+    if not a & {"pp", "vpp"}:
+        _check_stages(w)
+    if not a & {"dp", "micro_batch", "pp", "vpp", "cp"}:
+        _check_batch(w)
+    if not a & {"ep", "dp", "cp"}:
+        _check_experts(w)
+    if w.seq_len > w.model.max_seq_len:
+        raise workload_error(w, "batch.seq_len", f"sequence {w.seq_len} exceeds "
+                             f"{w.model.name}'s maximum {w.model.max_seq_len}")
+
+
+def _auto_fields(doc, b, o) -> set[str]:
+    """Which fields the file leaves ``auto``; a ConfigError for ``auto`` anywhere else."""
+    auto: set[str] = set()
+    raw_p = doc.raw("parallelism")
+    if isinstance(raw_p, str):
+        if raw_p != "auto":
+            raise doc.error("parallelism", f"expected a mapping or 'auto', got {raw_p!r}")
+        auto.update(_PARALLEL_AUTO)
+        doc.data["parallelism"] = {}  # every parallel field searched; the rest default
+    else:
+        p = doc.sub("parallelism")
+        yaml_of = {v.split(".")[1]: k for k, v in AUTO_FIELDS.items()
+                   if v.startswith("parallelism.")}
+        for key, v in p.data.items():
+            if v == "auto":
+                if key not in yaml_of:
+                    raise p.error(key, "`auto` is not searched for this field (searched: "
+                                  f"{', '.join(yaml_of)})")
+                auto.add(yaml_of[key])
+    for node, name, attr in ((b, "micro", "micro_batch"), (o, "recompute", "recompute")):
+        for key, v in node.data.items():
+            if v == "auto" and key != name:
+                raise node.error(key, f"`auto` is not searched for this field (only "
+                                 f"{node.field(name)} is here)")
+        if node.data.get(name) == "auto":
+            auto.add(attr)
+            node.data[name] = None  # read as the default, the placeholder
+    if auto & {"tp", "pp", "cp"} and doc.sub("parallelism").data.get("dp") is None:
+        auto.add("dp")  # derived from the GPU count once the fabric is known
+    return auto
+
+
+def _int_or_auto(p, key: str, default: int, minimum: int) -> int:
+    """``p[key]`` as a whole number; ``auto`` reads as ``default`` (a placeholder)."""
+    v = p.data.get(key)
+    if v == "auto":
+        p.mark_used(key)
+        return default
+    if isinstance(v, str):
+        raise p.error(key, f"expected a whole number or 'auto', got {v!r}")
+    return p.integer(key, default, minimum=minimum)
 
 
 def _check_gpus(w: TrainingWorkload, fabric: Fabric) -> None:
@@ -218,8 +300,12 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
     else:
         model = read_model("inline", doc.sub("model"))
     b = doc.sub("batch")
-    p = doc.sub("parallelism")
     o = doc.sub("options", {})
+    auto = _auto_fields(doc, b, o)
+    p = doc.sub("parallelism")
+    if isinstance(b.data.get("micro"), str):
+        raise b.error("micro", f"expected a whole number or 'auto', got "
+                      f"{b.data['micro']!r}")
     w = TrainingWorkload(
         name=name,
         model=model,
@@ -227,13 +313,13 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
         micro_batch=b.integer("micro", 1, minimum=1),
         seq_len=b.integer("seq_len", minimum=1),
         precision=doc.string("precision", "bf16", choices=PRECISIONS),
-        tp=p.integer("tp", 1, minimum=1),
-        pp=p.integer("pp", 1, minimum=1),
-        dp=p.integer("dp", 1, minimum=1),
-        cp=p.integer("cp", 1, minimum=1),
-        ep=p.integer("ep", 1, minimum=1),
-        vpp=p.integer("virtual_stages", 1, minimum=1),
-        zero=p.integer("zero", 1, minimum=0),
+        tp=_int_or_auto(p, "tp", 1, 1),
+        pp=_int_or_auto(p, "pp", 1, 1),
+        dp=_int_or_auto(p, "dp", 1, 1),
+        cp=_int_or_auto(p, "cp", 1, 1),
+        ep=_int_or_auto(p, "ep", 1, 1),
+        vpp=_int_or_auto(p, "virtual_stages", 1, 1),
+        zero=_int_or_auto(p, "zero", 1, 0),
         sequence_parallel=p.boolean("sequence_parallel", True),
         recompute=o.string("recompute", "none", choices=("none", "selective", "full")),
         schedule=o.string("schedule", "1f1b", choices=SCHEDULE_NAMES),
@@ -254,8 +340,12 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
         first_gpu=doc.integer("first_gpu", 0, minimum=0),
         n_gpus=doc.integer("gpus", None, minimum=1),
         file=doc.file,
+        auto=frozenset(auto),
     )
     if p.raw("fsdp", False):
+        if "zero" in auto:
+            raise p.error("fsdp", "fsdp: true fixes ZeRO stage 3; it cannot be combined "
+                          "with zero: auto")
         w.zero = 3
     if w.zero > 3:
         raise p.error("zero", f"ZeRO stage must be 0-3, got {w.zero}")
@@ -267,6 +357,9 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
     for n in (b, p, o):
         n.done()
     doc.done()
-    check(w)
+    if auto:
+        _check_given(w)
+    else:
+        check(w)
     return w
 
