@@ -318,6 +318,63 @@ def _validation_dirs(args: argparse.Namespace, need: tuple[str, ...]) -> dict:
     return out
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from .fabric import load_topology
+    from .workload.training import load_workload
+    from .workload.training.plan import format_plan, search
+
+    f = load_topology(args.topology, args.set)
+    w = load_workload(args.workload, args.wset, catalog=f.catalog)
+    res = search(f, w, objective=args.objective, top=args.top)
+    if args.json:
+        print(json.dumps({"counts": res.counts, "wall_time_s": res.wall_time_s,
+                          "why": res.why, "layouts": json.loads(
+                              res.table.head(args.top).to_json(orient="records"))},
+                         indent=1, default=float))
+        return 0
+    print(format_plan(res, top=args.top))
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .review import load_review, run_review
+    from .review.report import comparison_rows, to_json, write_review
+
+    rv = load_review(args.review)
+    if args.seeds is not None:
+        rv = dataclasses.replace(rv, seeds=args.seeds)
+    if args.network is not None:
+        rv = dataclasses.replace(rv, network=args.network)
+    res = run_review(rv, progress=lambda i, n, name: print(
+        f"[{i}/{n}] {name}", file=sys.stderr), workers=args.workers)
+    paths = write_review(args.output, res) if args.output else None
+    if args.json:
+        print(json.dumps(to_json(res), indent=1, default=float))
+        return 0
+    print(f"# {rv.name}: {len(res.runs)} proposals, network model {rv.network}, "
+          f"{rv.seeds} seed(s); {res.meta['wall_s']:.0f} s")
+    print("\nVerdict:")
+    for v in res.verdict:
+        print(f"  {v['text']}")
+    for i, b in enumerate(res.bottlenecks):
+        print(f"  P{i + 1} {res.runs[i].name}: {b}")
+    for t in res.ties + res.flips:
+        print(f"  {t}")
+    rows = comparison_rows(res.table)
+    w0 = max(len(r[0]) for r in rows)
+    ws = [max(len(r[i]) for r in rows) for i in range(1, len(rows[0]))]
+    print()
+    for i, r in enumerate(res.runs):
+        print(f"P{i + 1}: {r.name}")
+    for r in rows:
+        print(f"{r[0]:<{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(r[1:], ws, strict=True)))
+    if paths:
+        print(f"\nreport: {paths['html']}, {paths['md']}, {paths['parquet']}")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -509,6 +566,30 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("-o", "--output", help="report directory (index.html, report.md, PNGs)")
     cp.add_argument("--json", action="store_true", help="print the table as JSON records")
     cp.set_defaults(func=_compare)
+    pl = sub.add_parser("plan", help="search the parallel layout of a training workload "
+                        "(fields set to auto) on a proposal")
+    pl.add_argument("--topology", required=True)
+    pl.add_argument("--workload", required=True, help="training YAML; `parallelism: auto` "
+                    "or fields set to auto are searched")
+    pl.add_argument("--top", type=int, default=10, help="layouts to print (default 10)")
+    pl.add_argument("--objective", choices=["time", "cost"], default="time")
+    pl.add_argument("--json", action="store_true")
+    pl.add_argument("--set", action="append", metavar="PATH=VALUE",
+                    help="override a topology field")
+    pl.add_argument("--wset", action="append", metavar="PATH=VALUE",
+                    help="override a workload field")
+    pl.set_defaults(func=_plan)
+    rvw = sub.add_parser("review", help="design review of a fleet mix from a review file: "
+                         "verdict, bottlenecks, sensitivity, report")
+    rvw.add_argument("review", help="review YAML (see reviews/)")
+    rvw.add_argument("-o", "--output", help="report directory (index.html, report.md, "
+                     "results.parquet, figures)")
+    rvw.add_argument("--json", action="store_true", help="print the results as JSON")
+    rvw.add_argument("--seeds", type=int, help="seeds per service (overrides the file)")
+    rvw.add_argument("--network", choices=NETWORKS, help="network model (overrides the file)")
+    rvw.add_argument("--workers", type=int, help="processes (default: all cores; the numbers "
+                     "do not depend on it)")
+    rvw.set_defaults(func=_review)
     val = sub.add_parser("validate", help="compare predictions with published measurements")
     val.add_argument("what", choices=["collectives", "training", "inference"])
     val.add_argument("--json", action="store_true")

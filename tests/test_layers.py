@@ -27,7 +27,7 @@ LAYERS = [
     {"metrics", "engine"},
     {"workload"},
     {"cost"},
-    {"report", "validation", "cli", "experiment"},
+    {"report", "review", "validation", "cli", "experiment"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -38,7 +38,9 @@ PURE = ["workload/models.py", "workload/training/spec.py", "workload/training/pa
         "workload/training/result.py", "workload/serving/spec.py",
         "workload/serving/lengths.py", "workload/serving/arrivals.py",
         "workload/serving/iteration.py", "workload/serving/policies.py",
-        "workload/serving/result.py", "workload/serving/plot.py", "metrics.py", "compute.py",
+        "workload/serving/result.py", "workload/serving/plot.py",
+        "workload/training/plan.py", "review/economics.py", "review/verdict.py", "review/sensitivity.py",
+        "review/figures.py", "review/report.py", "metrics.py", "compute.py",
         "collectives/algorithms.py", "modelspec.py", "catalog.py", "spec.py", "units.py"]
 
 
