@@ -6,14 +6,37 @@ The public API. Quantities are SI floats (seconds, bytes, bytes/s, FLOP/s, watts
 from .catalog import Catalog, load_catalog
 from .collectives import CollectiveResult, collective_time, compile_plan, run_collective
 from .cost import bill_of_materials, cost, load_assumptions
+from .engine import Results, Simulation
 from .errors import ConfigError, InfeasibleError, RoutingError, SimError, TopologyError
 from .fabric import Fabric, Route, load_topology, summarize
 from .network import AnalyticalNetwork, FlowNetwork, Transfer, make_network
-from .workload import TrainingResult, TrainingWorkload, load_workload, simulate_training
+from .review import load_review, run_review
+from .workload import (
+    ServiceJob,
+    ServiceResult,
+    ServiceSpec,
+    TrainingJob,
+    TrainingResult,
+    TrainingWorkload,
+    load_service,
+    load_workload,
+    simulate_service,
+    simulate_training,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Results",
+    "ServiceJob",
+    "ServiceResult",
+    "ServiceSpec",
+    "Simulation",
+    "TrainingJob",
+    "load_review",
+    "load_service",
+    "run_review",
+    "simulate_service",
     "AnalyticalNetwork",
     "bill_of_materials",
     "cost",

@@ -59,6 +59,8 @@ class Job(Protocol):
 
     name: str
     kind: str
+    # optional: gpu_span, the [first, end) accelerator indices the job runs on (two jobs
+    # of one simulation may not overlap)
 
     def start(self, sim: Simulation) -> list[simpy.Process]:
         """Start the job's processes on ``sim.env`` (now) and return them."""
@@ -199,6 +201,14 @@ class Simulation:
         """Add ``job``, to start at simulated time ``at`` (s, >= now). Returns the job."""
         if any(j.name == job.name for j in self.jobs):
             raise ConfigError(f"two jobs are named {job.name!r}", field="jobs")
+        mine = getattr(job, "gpu_span", None)
+        for other in self.jobs:
+            theirs = getattr(other, "gpu_span", None)
+            if mine and theirs and mine[0] < theirs[1] and theirs[0] < mine[1]:
+                raise ConfigError(f"jobs {job.name!r} and {other.name!r} both use GPUs "
+                                  f"{max(mine[0], theirs[0])}-{min(mine[1], theirs[1]) - 1}"
+                                  " (jobs of one simulation share the network, not GPUs)",
+                                  field="first_gpu")
         if at < self.env.now:
             raise ConfigError(f"job {job.name!r} added at {at} s, before now "
                               f"({self.env.now} s)", field="at")

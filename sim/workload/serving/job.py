@@ -71,6 +71,11 @@ class ServiceJob:
         self.interval_s = interval_s
         self.name = name or spec.name
 
+    @property
+    def gpu_span(self) -> tuple[int, int]:
+        """[first, end) indices of the accelerators the replicas run on."""
+        return self.spec.first_gpu, self.spec.first_gpu + self.spec.gpus
+
     def prepare(self, fabric: Fabric) -> None:
         """Place the replicas and cost their iterations (errors before simulated time)."""
         self.groups = replica_groups(self.spec, fabric)

@@ -57,6 +57,12 @@ class TrainingJob:
         self.name = name or workload.name
         self.step_results: list[TrainingResult] = []
 
+    @property
+    def gpu_span(self) -> tuple[int, int]:
+        """[first, end) indices of the accelerators the job runs on."""
+        w = self.workload
+        return w.first_gpu, w.first_gpu + w.gpus
+
     def prepare(self, fabric) -> None:
         """Check the layout against ``fabric`` and its memory, and cost every stage."""
         w = self.workload
