@@ -63,6 +63,15 @@ def economics(run: ProposalRun, review: Review, a: Assumptions | None = None,
         rec[f"{key}: usd_per_M_tokens"] = per_acc_s / (tps * utilization) * 1e6
         rec[f"{key}: tokens_per_kWh"] = tps * utilization * HOURS / kw_per_acc
         fleet_tps += o.entry.share * n * tps * utilization
+        cap = getattr(o, "capacity", None)
+        if cap is not None:  # a service: the fleet's replicas and the tail at the SLO rate
+            m = cap.summary
+            replicas = int(o.entry.share * n // o.spec.tp)
+            rec[f"{key}: replicas"] = replicas
+            rec[f"{key}: fleet_rate_rps"] = replicas * cap.rate_rps / o.spec.replicas
+            for q in ("ttft_p99_s", "tpot_p99_s"):
+                rec[f"{key}: {q}"] = m.get(f"{q}_mean", math.nan)
+                rec[f"{key}: {q}_ci95"] = m.get(f"{q}_ci95", math.nan)
     rec["fleet_tokens_per_s"] = fleet_tps if complete else math.nan
     rec["usd_per_M_fleet_tokens"] = (c.attrs["usd_per_h"] / HOURS / fleet_tps * 1e6
                                      if complete and fleet_tps > 0 else math.nan)

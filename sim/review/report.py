@@ -39,7 +39,8 @@ def _fmt(v, kind: str) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     return {"int": f"{v:,.0f}", "usd": f"${v:,.0f}", "usd3": f"${v:,.3f}",
-            "kw": f"{v / 1e3:,.1f} kW", "pct": f"{v * 100:.1f}%", "num": f"{v:,.0f}"}[kind]
+            "kw": f"{v / 1e3:,.1f} kW", "pct": f"{v * 100:.1f}%", "num": f"{v:,.0f}",
+            "ms": f"{v * 1e3:,.1f} ms", "rps": f"{v:,.1f}"}[kind]
 
 
 def comparison_rows(df: pd.DataFrame) -> list[list[str]]:
@@ -51,6 +52,13 @@ def comparison_rows(df: pd.DataFrame) -> list[list[str]]:
             rows += [(c, f"{job}: tokens/s per GPU", "num"),
                      (f"{job}: usd_per_M_tokens", f"{job}: $ per M tokens", "usd3"),
                      (f"{job}: tokens_per_kWh", f"{job}: tokens per kWh", "num")]
+    for c in df.columns:
+        if c.endswith(": replicas"):
+            job = c.split(": ")[0]
+            rows += [(c, f"{job}: replicas in the fleet", "int"),
+                     (f"{job}: fleet_rate_rps", f"{job}: requests/s within the SLO", "rps"),
+                     (f"{job}: ttft_p99_s", f"{job}: TTFT p99 at that rate", "ms"),
+                     (f"{job}: tpot_p99_s", f"{job}: TPOT p99 at that rate", "ms")]
     rows += [("usd_per_M_fleet_tokens", "fleet: $ per M tokens (mix-weighted)", "usd3"),
              ("fleet_tokens_per_kWh", "fleet: tokens per kWh", "num")]
     out = []
@@ -59,8 +67,11 @@ def comparison_rows(df: pd.DataFrame) -> list[list[str]]:
             continue
         vals = df[col].tolist()
         cells = []
+        cis = df[f"{col}_ci95"].tolist() if f"{col}_ci95" in df.columns else None
         for i, v in enumerate(vals):
             s = _fmt(v, kind)
+            if cis is not None and isinstance(cis[i], float) and math.isfinite(cis[i]):
+                s += f" ± {_fmt(cis[i], kind)}"
             b = vals[0]
             if i and isinstance(v, (int, float)) and isinstance(b, (int, float)) and \
                     math.isfinite(v) and math.isfinite(b) and b:
