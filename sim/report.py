@@ -261,7 +261,7 @@ def figures(df: pd.DataFrame, extras: list) -> dict[str, bytes]:
     def save(fig, key):
         buf = io.BytesIO()
         fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=90)
+        fig.savefig(buf, format="png", dpi=150)
         plt.close(fig)
         figs[key] = buf.getvalue()
 
