@@ -11,6 +11,7 @@ Main assumption: matplotlib's object API (no pyplot), so the caller's backend is
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 
 import numpy as np
@@ -25,8 +26,13 @@ _STEP = ["compute", "tp_exposed", "ep_exposed", "cp_exposed", "dp_exposed", "opt
 
 
 def _names(result) -> list[str]:
-    return [f"P{i + 1} " + "\n".join(textwrap.wrap(r.name.split(",")[0], 18))
-            for i, r in enumerate(result.runs)]
+    """Axis labels: P<n> and the proposal's name before its first comma, wrapped short
+    (parenthesised details dropped) so that six fit side by side."""
+    out = []
+    for i, r in enumerate(result.runs):
+        short = re.sub(r"\s*\(.*?\)", "", r.name).split(",")[0]
+        out.append(f"P{i + 1}\n" + "\n".join(textwrap.wrap(short, 11)))
+    return out
 
 
 def _fig(w: float = 8.0, h: float = 4.5):
@@ -57,7 +63,7 @@ def _cost(result):
     ax.set_ylabel("capex (million USD)")
     ax.set_title("Capital cost by category")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.tick_params(axis="x", labelsize=8)
+    ax.tick_params(axis="x", labelsize=7)
     return fig
 
 
@@ -74,7 +80,7 @@ def _per_class(result):
         for i in np.flatnonzero(np.isnan(v)):
             ax.text(x[i] + j * w - 0.4 + w / 2, 0, "n/a", ha="center", va="bottom",
                     fontsize=7, rotation=90)
-    ax.set_xticks(x, names, fontsize=8)
+    ax.set_xticks(x, names, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("$ per million tokens (log)")
     ax.set_title("Cost per million tokens, per class of the fleet (served at the SLO)")
@@ -100,7 +106,7 @@ def _steps(result):
                 bottom += v
         ax.set_ylabel("s on the critical stage")
         ax.set_title(f"Step time: {job}")
-        ax.tick_params(axis="x", labelsize=8)
+        ax.tick_params(axis="x", labelsize=7)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig
 
