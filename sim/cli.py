@@ -376,106 +376,115 @@ def _review(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from .validation import (
-        collective_cases,
-        mlperf_cases,
-        nemo_training_cases,
-        published_training_cases,
-        summarize_errors,
-        training_cases,
-        trtllm_cases,
-        trtllm_ifb_cases,
-    )
-
     need = {"collectives": ("shared",), "training": ("shared", "data", "topologies"),
             "inference": ("shared", "data")}[args.what]
     dirs = _validation_dirs(args, need)
-    if args.what == "inference":
-        static = trtllm_cases(dirs["shared"], dirs["data"])
-        ifb = trtllm_ifb_cases(dirs["data"])
-        mlperf = mlperf_cases(dirs["shared"], dirs["data"])
-        if args.json:
-            print(pd.concat([static, ifb, mlperf]).to_json(orient="records", indent=1))
-            return 0
-        cols = ["case", "measured", "predicted", "error_pct", "setting"]
-        fmt = {"float_format": lambda x: f"{x:.1f}", "index": False}
-        with pd.option_context("display.width", 250, "display.max_colwidth", 120,
-                               "display.max_rows", 200):
-            own = static[static["source"].str.startswith("inference.tsv")]
-            print("TensorRT-LLM static batching, shared/validation/inference.tsv "
-                  "(output tokens/s per GPU):")
-            print(own[cols].to_string(**fmt))
-            err = own["error_pct"].abs()
-            print(f"{len(own)} rows: median |error| {err.median():.1f}%, max {err.max():.1f}%")
-            more = static[~static["source"].str.startswith("inference.tsv")]
-            print("\nFurther published TensorRT-LLM rows (experiments/validation/"
-                  "trtllm_perf.tsv):")
-            print(more[cols].to_string(**fmt))
-            by = more.assign(release=more["case"].str.split("-").str[1],
-                             abs_err=more["error_pct"].abs())
-            print(by.groupby("release")["abs_err"].agg(["count", "median", "max"])
-                  .round(1).to_string())
-            print("\nTensorRT-LLM in-flight batching, all requests at once (experiments/"
-                  "validation/trtllm_ifb.tsv):")
-            print(ifb[cols].to_string(**fmt))
-            ok = ifb[ifb["status"] == "ok"].assign(abs_err=lambda d: d["error_pct"].abs(),
-                                                   signed=lambda d: d["error_pct"])
-            print(ok.groupby("release")[["abs_err", "signed"]]
-                  .agg({"abs_err": ["count", "median", "max"], "signed": ["median"]})
-                  .round(1).to_string())
-            for _, r in ifb[ifb["status"] != "ok"].iterrows():
-                print(f"  {r['case']}: {r['status']}")
-            print("\nMLPerf Inference v4.1 llama2-70b, DGX H100 and (out of sample) H200 x8:")
-            print(mlperf[["case", "status", "measured", "predicted", "error_pct",
-                          "setting"]].to_string(**fmt))
+    show = {"inference": _validate_inference, "training": _validate_training,
+            "collectives": _validate_collectives}[args.what]
+    return show(args, dirs)
+
+
+def _validate_inference(args: argparse.Namespace, dirs: dict) -> int:
+    import pandas as pd
+
+    from .validation import mlperf_cases, trtllm_cases, trtllm_ifb_cases
+
+    static = trtllm_cases(dirs["shared"], dirs["data"])
+    ifb = trtllm_ifb_cases(dirs["data"])
+    mlperf = mlperf_cases(dirs["shared"], dirs["data"])
+    if args.json:
+        print(pd.concat([static, ifb, mlperf]).to_json(orient="records", indent=1))
         return 0
-    if args.what == "training":
-        df = training_cases(dirs["shared"])
-        nemo = nemo_training_cases(dirs["data"])
-        pub = published_training_cases(dirs["data"], dirs["topologies"])
-        if args.json:
-            print(pd.concat([df.assign(source="training_cases.tsv"),
-                             nemo.assign(source="nemo_training.tsv"),
-                             pub.assign(source="published_training.tsv")])
-                  .to_json(orient="records", indent=1))
-            return 0
-        ok = df[df["status"] == "ok"]
-        fmt = {"index": False, "float_format": lambda x: f"{x:.1f}"}
-        with pd.option_context("display.width", 200, "display.max_rows", 200):
-            print(ok[["case", "gpus", "metric", "measured", "predicted", "error_pct"]]
-                  .to_string(**fmt))
-            skipped = df[df["status"] != "ok"]
-            for _, r in skipped.iterrows():
-                print(f"  {r['case']}: {r['status']}")
-        err = ok["error_pct"].abs()
-        print(f"\n{len(ok)} cases: median |error| {err.median():.1f}%, max {err.max():.1f}%")
-        n_ok = nemo[nemo["status"] == "ok"]
-        with pd.option_context("display.width", 200, "display.max_rows", 200):
-            print("\nNeMo / Megatron-Bridge pre-training on DGX-H100, tokens/s per GPU "
-                  "(experiments/validation/nemo_training.tsv; not used to set any constant):")
-            print(n_ok[["case", "gpus", "layout", "measured", "predicted", "error_pct"]]
-                  .to_string(**fmt))
-            other = nemo[nemo["status"] != "ok"]
-            for status, grp in other.groupby("status", sort=False):
-                print(f"  {len(grp)} rows {status}")
-        e = n_ok["error_pct"]
-        print(f"{len(n_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
-              f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
-        p_ok = pub[pub["status"] == "ok"]
-        with pd.option_context("display.width", 200, "display.max_rows", 200):
-            print("\nOther published pre-training runs: DGX Cloud recipes, Llama 3, Nemotron-4 15B "
-                  "(experiments/validation/published_training.tsv; not used to set any "
-                  "constant):")
-            print(p_ok[["case", "gpus", "layout", "metric", "measured", "predicted",
-                        "error_pct"]].to_string(**fmt))
-            for _, r in pub[pub["status"] != "ok"].iterrows():
-                print(f"  {r['case']}: {r['status']}")
-        e = p_ok["error_pct"]
-        print(f"{len(p_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
-              f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
+    cols = ["case", "measured", "predicted", "error_pct", "setting"]
+    fmt = {"float_format": lambda x: f"{x:.1f}", "index": False}
+    with pd.option_context("display.width", 250, "display.max_colwidth", 120,
+                           "display.max_rows", 200):
+        own = static[static["source"].str.startswith("inference.tsv")]
+        print("TensorRT-LLM static batching, shared/validation/inference.tsv "
+              "(output tokens/s per GPU):")
+        print(own[cols].to_string(**fmt))
+        err = own["error_pct"].abs()
+        print(f"{len(own)} rows: median |error| {err.median():.1f}%, max {err.max():.1f}%")
+        more = static[~static["source"].str.startswith("inference.tsv")]
+        print("\nFurther published TensorRT-LLM rows (experiments/validation/"
+              "trtllm_perf.tsv):")
+        print(more[cols].to_string(**fmt))
+        by = more.assign(release=more["case"].str.split("-").str[1],
+                         abs_err=more["error_pct"].abs())
+        print(by.groupby("release")["abs_err"].agg(["count", "median", "max"])
+              .round(1).to_string())
+        print("\nTensorRT-LLM in-flight batching, all requests at once (experiments/"
+              "validation/trtllm_ifb.tsv):")
+        print(ifb[cols].to_string(**fmt))
+        ok = ifb[ifb["status"] == "ok"].assign(abs_err=lambda d: d["error_pct"].abs(),
+                                               signed=lambda d: d["error_pct"])
+        print(ok.groupby("release")[["abs_err", "signed"]]
+              .agg({"abs_err": ["count", "median", "max"], "signed": ["median"]})
+              .round(1).to_string())
+        for _, r in ifb[ifb["status"] != "ok"].iterrows():
+            print(f"  {r['case']}: {r['status']}")
+        print("\nMLPerf Inference v4.1 llama2-70b, DGX H100 and (out of sample) H200 x8:")
+        print(mlperf[["case", "status", "measured", "predicted", "error_pct",
+                      "setting"]].to_string(**fmt))
+    return 0
+
+
+def _validate_training(args: argparse.Namespace, dirs: dict) -> int:
+    import pandas as pd
+
+    from .validation import nemo_training_cases, published_training_cases, training_cases
+
+    df = training_cases(dirs["shared"])
+    nemo = nemo_training_cases(dirs["data"])
+    pub = published_training_cases(dirs["data"], dirs["topologies"])
+    if args.json:
+        print(pd.concat([df.assign(source="training_cases.tsv"),
+                         nemo.assign(source="nemo_training.tsv"),
+                         pub.assign(source="published_training.tsv")])
+              .to_json(orient="records", indent=1))
         return 0
+    ok = df[df["status"] == "ok"]
+    fmt = {"index": False, "float_format": lambda x: f"{x:.1f}"}
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print(ok[["case", "gpus", "metric", "measured", "predicted", "error_pct"]]
+              .to_string(**fmt))
+        skipped = df[df["status"] != "ok"]
+        for _, r in skipped.iterrows():
+            print(f"  {r['case']}: {r['status']}")
+    err = ok["error_pct"].abs()
+    print(f"\n{len(ok)} cases: median |error| {err.median():.1f}%, max {err.max():.1f}%")
+    n_ok = nemo[nemo["status"] == "ok"]
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print("\nNeMo / Megatron-Bridge pre-training on DGX-H100, tokens/s per GPU "
+              "(experiments/validation/nemo_training.tsv; not used to set any constant):")
+        print(n_ok[["case", "gpus", "layout", "measured", "predicted", "error_pct"]]
+              .to_string(**fmt))
+        other = nemo[nemo["status"] != "ok"]
+        for status, grp in other.groupby("status", sort=False):
+            print(f"  {len(grp)} rows {status}")
+    e = n_ok["error_pct"]
+    print(f"{len(n_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
+          f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
+    p_ok = pub[pub["status"] == "ok"]
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print("\nOther published pre-training runs: DGX Cloud recipes, Llama 3, Nemotron-4 15B "
+              "(experiments/validation/published_training.tsv; not used to set any "
+              "constant):")
+        print(p_ok[["case", "gpus", "layout", "metric", "measured", "predicted",
+                    "error_pct"]].to_string(**fmt))
+        for _, r in pub[pub["status"] != "ok"].iterrows():
+            print(f"  {r['case']}: {r['status']}")
+    e = p_ok["error_pct"]
+    print(f"{len(p_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
+          f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
+    return 0
+
+
+def _validate_collectives(args: argparse.Namespace, dirs: dict) -> int:
+    import pandas as pd
+
+    from .validation import collective_cases, summarize_errors
+
     df = collective_cases(dirs["shared"])
     if args.json:
         print(df.to_json(orient="records", indent=1))
@@ -489,10 +498,8 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fabsim", description="Simulate AI data-center fabrics.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_topo(sub) -> None:
+    """The `fabsim topo` sub-command."""
     topo = sub.add_parser("topo", help="inspect topology proposals")
     tsub = topo.add_subparsers(dest="topo_command", required=True)
     show = tsub.add_parser("show", help="summarize one or more proposals")
@@ -506,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("-o", "--output", default="fabric.png", help="PNG/SVG/PDF path")
     dr.add_argument("--set", action="append", metavar="PATH=VALUE")
     dr.set_defaults(func=_topo_draw)
+
+def _add_collective(sub) -> None:
+    """The `fabsim collective` sub-command."""
     col = sub.add_parser("collective", help="collective time, nccl-tests style")
     col.add_argument("--topology", required=True, help="topologies/<proposal>.yaml")
     col.add_argument("--op", default="all_reduce",
@@ -524,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--plot", metavar="PNG", help="draw busbw vs size")
     col.add_argument("--set", action="append", metavar="PATH=VALUE")
     col.set_defaults(func=_collective)
+
+def _add_train(sub) -> None:
+    """The `fabsim train` sub-command."""
     tr = sub.add_parser("train", help="simulate one training step")
     tr.add_argument("--topology", required=True)
     tr.add_argument("--workload", required=True)
@@ -535,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--wset", action="append", metavar="PATH=VALUE",
                     help="override a workload field, e.g. parallelism.tp=4")
     tr.set_defaults(func=_train)
+
+def _add_serve(sub) -> None:
+    """The `fabsim serve` sub-command."""
     sv = sub.add_parser("serve", help="simulate an inference service (continuous batching)")
     sv.add_argument("--topology", required=True)
     sv.add_argument("--service", required=True)
@@ -549,10 +565,16 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--plot", metavar="PNG",
                     help="draw the latency CDFs and throughput over time")
     sv.set_defaults(func=_serve)
+
+def _add_run(sub) -> None:
+    """The `fabsim run` sub-command."""
     mx = sub.add_parser("run", help="run a mix of training jobs and services on one fabric")
     mx.add_argument("mix", help="mix YAML (topology, duration, jobs)")
     mx.add_argument("--json", action="store_true")
     mx.set_defaults(func=_run_mix)
+
+def _add_compare(sub) -> None:
+    """The `fabsim compare` sub-command."""
     cp = sub.add_parser("compare", help="design review: cost, power and performance of "
                                         "proposals side by side")
     cp.add_argument("topology", nargs="+", help="topologies/<proposal>.yaml (first = baseline)")
@@ -566,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("-o", "--output", help="report directory (index.html, report.md, PNGs)")
     cp.add_argument("--json", action="store_true", help="print the table as JSON records")
     cp.set_defaults(func=_compare)
+
+def _add_plan(sub) -> None:
+    """The `fabsim plan` sub-command."""
     pl = sub.add_parser("plan", help="search the parallel layout of a training workload "
                         "(fields set to auto) on a proposal")
     pl.add_argument("--topology", required=True)
@@ -579,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--wset", action="append", metavar="PATH=VALUE",
                     help="override a workload field")
     pl.set_defaults(func=_plan)
+
+def _add_review(sub) -> None:
+    """The `fabsim review` sub-command."""
     rvw = sub.add_parser("review", help="design review of a fleet mix from a review file: "
                          "verdict, bottlenecks, sensitivity, report")
     rvw.add_argument("review", help="review YAML (see reviews/)")
@@ -590,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     rvw.add_argument("--workers", type=int, help="processes (default: all cores; the numbers "
                      "do not depend on it)")
     rvw.set_defaults(func=_review)
+
+def _add_validate(sub) -> None:
+    """The `fabsim validate` sub-command."""
     val = sub.add_parser("validate", help="compare predictions with published measurements")
     val.add_argument("what", choices=["collectives", "training", "inference"])
     val.add_argument("--json", action="store_true")
@@ -603,6 +634,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="bundled proposals the rows name (default: the checkout's "
                           "topologies)")
     val.set_defaults(func=_validate)
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fabsim", description="Simulate AI data-center fabrics.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_topo, _add_collective, _add_train, _add_serve, _add_run, _add_compare,
+                _add_plan, _add_review, _add_validate):
+        add(sub)
     return p
 
 
