@@ -318,6 +318,73 @@ def _why(best: dict, runner: dict | None, objective: str) -> str:
     return s + "."
 
 
+def _fitting(fabric: Fabric, w: TrainingWorkload, legal: list, what: str) -> list:
+    """The legal layouts that fit in HBM; InfeasibleError with the smallest if none."""
+    acc = _accelerator(fabric, w)
+    fits, smallest = [], None
+    for c in legal:
+        try:
+            check_memory(c, acc.hbm_capacity_B, acc.id)
+        except InfeasibleError:
+            tot = max(memory_per_gpu(c, s)["total"] for s in range(c.pp))
+            if smallest is None or tot < smallest[0]:
+                smallest = (tot, c)
+            continue
+        fits.append(c)
+    if not fits:
+        tot, c = smallest
+        raise InfeasibleError(
+            f"{w.file + ': ' if w.file else ''}memory: no layout of {what} fits: the "
+            f"smallest of {len(legal)} legal layouts ({layout_label(c)}) needs "
+            f"{tot / 2**30:.1f} GiB per GPU but {acc.id} has "
+            f"{acc.hbm_capacity_B / 2**30:.1f} GiB")
+    return fits
+
+
+def _simulate_bounded(fabric: Fabric, bounded: list, objective: str, keep: int):
+    """Simulate (analytical) in order of the lower bound, skipping a layout whose bound
+    exceeds the ``keep``-th best so far: (rows, results, skipped, infeasible)."""
+    from . import simulate_training  # the package's entry point (it imports this module)
+
+    rows, results, best_scores = [], [], []
+    pruned_bound = infeasible = 0
+    for lb, _, c in bounded:
+        if len(best_scores) >= keep and _score(objective, lb, c) > best_scores[keep - 1]:
+            pruned_bound += 1
+            continue
+        try:
+            r = simulate_training(fabric, c, network="analytical")
+        except InfeasibleError as e:
+            infeasible += 1
+            rows.append({**{k: getattr(c, k) for k in LAYOUT_COLUMNS},
+                         "label": layout_label(c), "network": "analytical",
+                         "status": "infeasible", "error": str(e)})
+            results.append(None)
+            continue
+        rows.append(_row(c, r, "analytical"))
+        results.append((c, r))
+        best_scores.append(_score(objective, r.step_time_s, c))
+        best_scores.sort()
+    return rows, results, pruned_bound, infeasible
+
+
+def _rerank_flow(fabric: Fabric, best: list[int], rows: list, results: list):
+    """Re-simulate the rows ``best`` with the flow model (rows updated in place):
+    ({row: flow result}, {row: its analytical row})."""
+    from . import simulate_training
+
+    flow_res, an_rows = {}, {}
+    for i in best:
+        c, _ = results[i]
+        r = simulate_training(fabric, c, network="flow")
+        an_rows[i] = rows[i]
+        rows[i] = _row(c, r, "flow")
+        rows[i]["step_time_analytical_s"] = an_rows[i]["step_time_s"]
+        rows[i]["step_time_flow_s"] = r.step_time_s
+        flow_res[i] = r
+    return flow_res, an_rows
+
+
 def search(fabric: Fabric, w: TrainingWorkload, *, objective: str = "time", top: int = 10,
            rank: int = 5) -> PlanResult:
     """Search ``w``'s ``auto`` fields for the fastest (``objective="time"``) or cheapest
@@ -347,8 +414,6 @@ def search(fabric: Fabric, w: TrainingWorkload, *, objective: str = "time", top:
         No layout passes the checks, fits in memory or runs: with the numbers (the
         smallest memory found vs the HBM).
     """
-    from . import simulate_training  # the package's entry point (it imports this module)
-
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
                           f"{objective!r}", field="objective")
@@ -361,49 +426,14 @@ def search(fabric: Fabric, w: TrainingWorkload, *, objective: str = "time", top:
     if not legal:
         raise InfeasibleError(f"no legal layout of {what} among {n_enum} enumerated"
                               + (f"; e.g. {first_err[0]}" if first_err else ""))
-    acc = _accelerator(fabric, w)
-    fits, smallest = [], None
-    for c in legal:
-        try:
-            check_memory(c, acc.hbm_capacity_B, acc.id)
-        except InfeasibleError:
-            tot = max(memory_per_gpu(c, s)["total"] for s in range(c.pp))
-            if smallest is None or tot < smallest[0]:
-                smallest = (tot, c)
-            continue
-        fits.append(c)
+    fits = _fitting(fabric, w, legal, what)
     counts["pruned_memory"] = len(legal) - len(fits)
-    if not fits:
-        tot, c = smallest
-        raise InfeasibleError(
-            f"{w.file + ': ' if w.file else ''}memory: no layout of {what} fits: the "
-            f"smallest of {len(legal)} legal layouts ({layout_label(c)}) needs "
-            f"{tot / 2**30:.1f} GiB per GPU but {acc.id} has "
-            f"{acc.hbm_capacity_B / 2**30:.1f} GiB")
     survivors = _undominated(fits)
     counts["pruned_dominated"] = len(fits) - len(survivors)
     bounded = sorted(((lower_bound(fabric, c), i, c) for i, c in enumerate(survivors)),
                      key=lambda x: (_score(objective, x[0], x[2]), x[1]))
-    keep = max(top, rank)
-    rows, results, best_scores = [], [], []
-    pruned_bound = infeasible = 0
-    for lb, _, c in bounded:
-        if len(best_scores) >= keep and _score(objective, lb, c) > best_scores[keep - 1]:
-            pruned_bound += 1
-            continue
-        try:
-            r = simulate_training(fabric, c, network="analytical")
-        except InfeasibleError as e:
-            infeasible += 1
-            rows.append({**{k: getattr(c, k) for k in LAYOUT_COLUMNS},
-                         "label": layout_label(c), "network": "analytical",
-                         "status": "infeasible", "error": str(e)})
-            results.append(None)
-            continue
-        rows.append(_row(c, r, "analytical"))
-        results.append((c, r))
-        best_scores.append(_score(objective, r.step_time_s, c))
-        best_scores.sort()
+    rows, results, pruned_bound, infeasible = _simulate_bounded(
+        fabric, bounded, objective, max(top, rank))
     counts.update(pruned_bound=pruned_bound, simulated_analytical=len(rows),
                   infeasible_simulated=infeasible)
     ok = [i for i, x in enumerate(results) if x is not None]
@@ -411,15 +441,7 @@ def search(fabric: Fabric, w: TrainingWorkload, *, objective: str = "time", top:
         raise InfeasibleError(f"no layout of {what} runs: {rows[0]['error']}")
     ok.sort(key=lambda i: rows[i]["gpu_s_per_token" if objective == "cost"
                                   else "step_time_s"])
-    flow_res, an_rows = {}, {}
-    for i in ok[:rank]:
-        c, _ = results[i]
-        r = simulate_training(fabric, c, network="flow")
-        an_rows[i] = rows[i]
-        rows[i] = _row(c, r, "flow")
-        rows[i]["step_time_analytical_s"] = an_rows[i]["step_time_s"]
-        rows[i]["step_time_flow_s"] = r.step_time_s
-        flow_res[i] = r
+    flow_res, an_rows = _rerank_flow(fabric, ok[:rank], rows, results)
     counts["simulated_flow"] = len(flow_res)
     for i in ok[rank:]:
         rows[i]["step_time_analytical_s"] = rows[i]["step_time_s"]
