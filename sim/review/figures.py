@@ -192,8 +192,9 @@ def review_figures(result) -> dict[str, dict[str, bytes]]:
     """name -> {"svg": bytes, "png": bytes} for every figure that has data."""
     makers = {"cost_breakdown": _cost, "cost_per_token": _per_class,
               "step_breakdown": _steps, "latency_vs_load": _load, "link_utilization": _links}
-    for v in result.verdict[:1]:
-        makers["sensitivity"] = lambda r, m=v["column"]: _tornado(r, m)
+    for v in result.verdict:  # a tornado per headline metric, for its best proposal
+        slug = re.sub(r"[^a-z0-9]+", "_", v["column"].lower()).strip("_")
+        makers[f"sensitivity_{slug}"] = lambda r, m=v["column"]: _tornado(r, m)
     out = {}
     for name, make in makers.items():
         fig = make(result)
