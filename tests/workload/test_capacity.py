@@ -96,3 +96,19 @@ def test_latency_grows_with_load(dgx, cap):
     assert list(df["rate_rps"]) == sorted(df["rate_rps"])
     assert df["tpot_p99_s"].iloc[1] >= df["tpot_p99_s"].iloc[0]
     assert dataclasses.is_dataclass(cap)
+
+
+def test_the_saturation_bound_holds_under_overload(dgx, cap):
+    """No Poisson rate is served above the search's bound (1.1 x saturation): an overload
+    of 1.5x completes requests at most that fast, so the bound cuts off no sustainable
+    rate; and the bound is not understated by the all-at-once run's drain (a Poisson load
+    at 0.8x saturation is served at its offered rate)."""
+    from sim.workload.serving import simulate_service
+
+    sat = cap.saturation_rps
+    over = simulate_service(dgx, dataclasses.replace(_svc(), rate=1.5 * sat), 10.0,
+                            warmup_s=1.0).summary["requests_per_s"]
+    assert over <= 1.1 * sat
+    under = simulate_service(dgx, dataclasses.replace(_svc(), rate=0.8 * sat), 10.0,
+                             warmup_s=1.0).summary["requests_per_s"]
+    assert under == pytest.approx(0.8 * sat, rel=0.1)
