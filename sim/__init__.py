@@ -8,6 +8,7 @@ from .collectives import CollectiveResult, collective_time, compile_plan, run_co
 from .cost import bill_of_materials, cost, load_assumptions
 from .engine import Results, Simulation
 from .errors import ConfigError, InfeasibleError, RoutingError, SimError, TopologyError
+from .experiment import load_study, sweep
 from .fabric import Fabric, Route, load_topology, summarize
 from .network import AnalyticalNetwork, FlowNetwork, Transfer, make_network
 from .review import load_review, run_review
@@ -34,6 +35,8 @@ __all__ = [
     "Simulation",
     "TrainingJob",
     "load_review",
+    "load_study",
+    "sweep",
     "load_service",
     "run_review",
     "simulate_service",

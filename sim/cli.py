@@ -336,6 +336,23 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from .experiment import statuses, sweep
+
+    df = sweep(args.study, out=args.output, workers=args.workers, backend=args.backend,
+               address=args.address, progress=not args.json)
+    if args.json:
+        print(df.to_json(orient="records", indent=1))
+        return 0
+    counts = statuses(df)
+    print(f"# {len(df)} rows: " + ", ".join(f"{n} {k}" for k, n in counts.items()) +
+          (f"; {args.output}/results.parquet" if args.output else ""))
+    with __import__("pandas").option_context("display.width", 200, "display.max_rows", 60):
+        print(df.drop(columns=[c for c in ("spec_hash", "version") if c in df]).to_string(
+            index=False, float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
 def _review(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -619,6 +636,20 @@ def _add_review(sub) -> None:
                      "do not depend on it)")
     rvw.set_defaults(func=_review)
 
+def _add_sweep(sub) -> None:
+    """The `fabsim sweep` sub-command."""
+    sw = sub.add_parser("sweep", help="run a study: every point of its axes x seeds, one "
+                        "Parquet row each, resumable")
+    sw.add_argument("study", help="study YAML (see experiments/studies/)")
+    sw.add_argument("-o", "--output", help="results directory (parts/ as points finish, "
+                    "results.parquet at the end; a rerun skips finished points)")
+    sw.add_argument("--workers", type=int, help="processes (default: all cores)")
+    sw.add_argument("--backend", choices=["local", "ray"], default="local")
+    sw.add_argument("--address", help="Ray cluster address (default: a local Ray)")
+    sw.add_argument("--json", action="store_true", help="print the rows as JSON")
+    sw.set_defaults(func=_sweep)
+
+
 def _add_validate(sub) -> None:
     """The `fabsim validate` sub-command."""
     val = sub.add_parser("validate", help="compare predictions with published measurements")
@@ -639,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fabsim", description="Simulate AI data-center fabrics.")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_add_topo, _add_collective, _add_train, _add_serve, _add_run, _add_compare,
-                _add_plan, _add_review, _add_validate):
+                _add_plan, _add_review, _add_sweep, _add_validate):
         add(sub)
     return p
 
