@@ -74,13 +74,14 @@ def load_assumptions(path: str | Path | None = None) -> Assumptions:
     ConfigError
         Naming the file and field of an unknown key or a bad value.
     """
-    base = _read(load_yaml(DEFAULT_ASSUMPTIONS), None)
+    base = read_assumptions(load_yaml(DEFAULT_ASSUMPTIONS), None)
     if path is None:
         return base
-    return _read(load_yaml(path), base)
+    return read_assumptions(load_yaml(path), base)
 
 
-def _read(doc, base: Assumptions | None) -> Assumptions:
+def read_assumptions(doc, base: Assumptions | None) -> Assumptions:
+    """Assumptions from a parsed file (a :class:`~sim.spec.Node`), over ``base``."""
     known = {"electricity_usd_per_kwh", "pue", "amortization_years",
              "facility_capex_usd_per_kw", "power_model",
              "prices", "powers", "source"}

@@ -45,9 +45,9 @@ from .study import (
     COST_METRICS,
     SERVING_METRICS,
     TRAINING_METRICS,
+    Resolver,
     Study,
     Task,
-    _Resolver,
     load_study,
     points,
 )
@@ -136,7 +136,7 @@ def sweep(study_or_path: Study | str | Path, out: str | Path | None = None,
     version = _version()
     out = Path(out) if out is not None else None
     part_dir = str(out / "parts") if out is not None else None
-    res = _Resolver(study, version)
+    res = Resolver(study, version)
     pts = points(study)
     keys, hashes, todo = [], [], {}
     for i, p in enumerate(pts):

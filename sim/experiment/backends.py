@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from ..errors import SimError
-from .point import _line, run_point, write_part
+from .point import one_line, run_point, write_part
 from .study import Task
 
 __all__ = ["run_local", "run_ray", "RAY_INSTALL"]
@@ -73,7 +73,7 @@ def run_ray(tasks: list[Task], workers: int | None, address: str | None, on_row)
                     row = ray.get(r)
                 except Exception as e:  # a lost worker after its retries: not persisted
                     row = {"spec_hash": t.spec_hash, "status": "error", "version": t.version,
-                           "error": _line(f"ray: {type(e).__name__}: {e}"),
+                           "error": one_line(f"ray: {type(e).__name__}: {e}"),
                            "wall_s": math.nan, "sim_s": math.nan, "_transient": True}
                 if t.part_dir is not None and not row.get("_transient"):
                     write_part(Path(t.part_dir), row)

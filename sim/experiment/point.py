@@ -40,7 +40,7 @@ def _fabric(t: Task):
 
 
 def _assumptions(t: Task):
-    from ..cost import _read, load_assumptions
+    from ..cost import load_assumptions, read_assumptions
 
     over = list(t.overrides.get("assumptions", ()))
     if not over:
@@ -50,7 +50,7 @@ def _assumptions(t: Task):
     else:
         doc = Node({}, "assumptions", "")
     apply_overrides(doc.data, over, file=doc.file)
-    return _read(doc, load_assumptions())
+    return read_assumptions(doc, load_assumptions())
 
 
 def _simulate(t: Task) -> tuple[dict, float]:
@@ -120,11 +120,11 @@ def run_point(t: Task) -> dict:
     try:
         metrics, sim_s = _simulate(t)
     except InfeasibleError as e:
-        status, error = "infeasible", _line(str(e))
+        status, error = "infeasible", one_line(str(e))
     except SimError as e:
-        status, error = "error", _line(str(e))
+        status, error = "error", one_line(str(e))
     except Exception as e:  # a bug, not the point's fault: record it and go on
-        status, error = "error", _line(f"{type(e).__name__}: {e}")
+        status, error = "error", one_line(f"{type(e).__name__}: {e}")
     row = {"spec_hash": t.spec_hash, "status": status, "error": error,
            "version": t.version, **metrics,
            "wall_s": time.perf_counter() - t0, "sim_s": sim_s}
@@ -133,7 +133,8 @@ def run_point(t: Task) -> dict:
     return row
 
 
-def _line(s: str) -> str:
+def one_line(s: str) -> str:
+    """``s`` on one line (whitespace folded): an error message as a table cell."""
     return " ".join(s.split())
 
 

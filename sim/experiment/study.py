@@ -208,7 +208,7 @@ class Task:
     part_dir: str | None = None
 
 
-class _Resolver:
+class Resolver:
     """Resolved specs of a study's points: each file read once, overrides on a copy."""
 
     def __init__(self, study: Study, version: str):
