@@ -165,3 +165,17 @@ def test_the_bundled_study_loads():
     s = load_study(ROOT / "experiments" / "studies" / "oversubscription.yaml")
     assert s.axes["topology.params.oversubscription"] == [1, 2, 4]
     assert len(points(s)) >= 3
+
+
+def test_ib_vs_roce_study_shows_where_the_fabric_binds():
+    """experiments/studies/ib-vs-roce.yaml: with the experts in one node the three fabrics
+    give the same step (only DP rings cross them); with every layer's all-to-all across
+    the rails, per-flow ECMP collides and is slower, spraying is not (within 1% of IB)."""
+    df = sweep(ROOT / "experiments" / "studies" / "ib-vs-roce.yaml", workers=1,
+               progress=False)
+    assert (df["status"] == "ok").all() and len(df) == 6
+    t = df.set_index(["workload.parallelism.tp", "topology.routing"])["step_time_s"]
+    assert t[(1, "ecmp")] == pytest.approx(t[(1, "adaptive")], rel=1e-6)
+    assert t[(1, "spray")] == pytest.approx(t[(1, "adaptive")], rel=1e-6)
+    assert t[(2, "ecmp")] > 1.1 * t[(2, "adaptive")]
+    assert t[(2, "spray")] == pytest.approx(t[(2, "adaptive")], rel=0.01)
