@@ -245,6 +245,17 @@ def _run_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_side_by_side(names: list[str], rows: list[list[str]]) -> None:
+    """The proposals as P1..Pn, then the table: metric left, one right-aligned column
+    per proposal."""
+    w0 = max(len(r[0]) for r in rows)
+    ws = [max(len(r[i]) for r in rows) for i in range(1, len(rows[0]))]
+    for i, n in enumerate(names):
+        print(f"P{i + 1}: {n}")
+    for r in rows:
+        print(f"{r[0]:<{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(r[1:], ws, strict=True)))
+
+
 def _compare(args: argparse.Namespace) -> int:
     from .cost import load_assumptions
     from .report import compare, table, write_report
@@ -257,13 +268,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.json:
         print(df.to_json(orient="records", indent=1))
         return 0
-    rows = table(df)
-    w0 = max(len(r[0]) for r in rows)
-    ws = [max(len(r[i]) for r in rows) for i in range(1, len(rows[0]))]
-    for i, n in enumerate(df["proposal"]):
-        print(f"P{i + 1}: {n}")
-    for r in rows:
-        print(f"{r[0]:<{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(r[1:], ws, strict=True)))
+    _print_side_by_side(list(df["proposal"]), table(df))
     for i, r in df.iterrows():
         for k in ("training_error", "service_error"):
             if k in df.columns and isinstance(r.get(k), str):
@@ -379,14 +384,8 @@ def _review(args: argparse.Namespace) -> int:
         print(f"  P{i + 1} {res.runs[i].name}: {b}")
     for t in res.ties + res.flips:
         print(f"  {t}")
-    rows = comparison_rows(res.table)
-    w0 = max(len(r[0]) for r in rows)
-    ws = [max(len(r[i]) for r in rows) for i in range(1, len(rows[0]))]
     print()
-    for i, r in enumerate(res.runs):
-        print(f"P{i + 1}: {r.name}")
-    for r in rows:
-        print(f"{r[0]:<{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(r[1:], ws, strict=True)))
+    _print_side_by_side([r.name for r in res.runs], comparison_rows(res.table))
     if paths:
         print(f"\nreport: {paths['html']}, {paths['md']}, {paths['parquet']}")
     return 0
@@ -531,6 +530,7 @@ def _add_topo(sub) -> None:
     dr.add_argument("--set", action="append", metavar="PATH=VALUE")
     dr.set_defaults(func=_topo_draw)
 
+
 def _add_collective(sub) -> None:
     """The `fabsim collective` sub-command."""
     col = sub.add_parser("collective", help="collective time, nccl-tests style")
@@ -552,6 +552,7 @@ def _add_collective(sub) -> None:
     col.add_argument("--set", action="append", metavar="PATH=VALUE")
     col.set_defaults(func=_collective)
 
+
 def _add_train(sub) -> None:
     """The `fabsim train` sub-command."""
     tr = sub.add_parser("train", help="simulate one training step")
@@ -565,6 +566,7 @@ def _add_train(sub) -> None:
     tr.add_argument("--wset", action="append", metavar="PATH=VALUE",
                     help="override a workload field, e.g. parallelism.tp=4")
     tr.set_defaults(func=_train)
+
 
 def _add_serve(sub) -> None:
     """The `fabsim serve` sub-command."""
@@ -583,12 +585,14 @@ def _add_serve(sub) -> None:
                     help="draw the latency CDFs and throughput over time")
     sv.set_defaults(func=_serve)
 
+
 def _add_run(sub) -> None:
     """The `fabsim run` sub-command."""
     mx = sub.add_parser("run", help="run a mix of training jobs and services on one fabric")
     mx.add_argument("mix", help="mix YAML (topology, duration, jobs)")
     mx.add_argument("--json", action="store_true")
     mx.set_defaults(func=_run_mix)
+
 
 def _add_compare(sub) -> None:
     """The `fabsim compare` sub-command."""
@@ -606,6 +610,7 @@ def _add_compare(sub) -> None:
     cp.add_argument("--json", action="store_true", help="print the table as JSON records")
     cp.set_defaults(func=_compare)
 
+
 def _add_plan(sub) -> None:
     """The `fabsim plan` sub-command."""
     pl = sub.add_parser("plan", help="search the parallel layout of a training workload "
@@ -622,6 +627,7 @@ def _add_plan(sub) -> None:
                     help="override a workload field")
     pl.set_defaults(func=_plan)
 
+
 def _add_review(sub) -> None:
     """The `fabsim review` sub-command."""
     rvw = sub.add_parser("review", help="design review of a fleet mix from a review file: "
@@ -635,6 +641,7 @@ def _add_review(sub) -> None:
     rvw.add_argument("--workers", type=int, help="processes (default: all cores; the numbers "
                      "do not depend on it)")
     rvw.set_defaults(func=_review)
+
 
 def _add_sweep(sub) -> None:
     """The `fabsim sweep` sub-command."""

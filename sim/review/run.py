@@ -129,7 +129,7 @@ def _run_training(f: Fabric, e: TrainingEntry, network: str) -> TrainingOutcome:
     except SimError as err:
         out.error = str(err)
         return out
-    given_ok = not getattr(w, "auto", None) and w.gpus <= f.n_accelerators
+    given_ok = not w.auto and w.gpus <= f.n_accelerators
     if given_ok and w.n_gpus is None:
         w.n_gpus = w.gpus  # on part of the fabric if it has more GPUs
     if e.layout == "given" or (e.layout == "given-or-auto" and given_ok):
