@@ -720,6 +720,8 @@ def _candidates(f: Fabric, op: str, rank_t: tuple, pol: str, algos: tuple, algor
     for a in algos:
         if (op == "all_to_all" or matrix is not None) and a != "direct":
             continue
+        if a == "sharp" and algorithm == "auto" and not f.collnet:
+            continue  # NCCL leaves CollNet off unless NCCL_COLLNET_ENABLE=1 (collnet: true)
         if a == "direct" and op in ("all_reduce", "reduce_scatter", "all_gather") and \
                 algorithm == "auto" and len(rank_t) > 64:
             continue  # pairwise exchange is for single full-mesh domains (cheap check)

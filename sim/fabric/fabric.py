@@ -179,6 +179,9 @@ class Fabric:
         if routing not in POLICIES:
             raise ValueError(f"routing must be one of {POLICIES}")
         self.routing = routing
+        # NCCL_COLLNET_ENABLE: CollNet (InfiniBand SHARP) is off unless the proposal turns
+        # it on (NCCL's default; it needs the SHARP plugin and an aggregation manager)
+        self.collnet = False
         self.meta: dict[str, Any] = dict(meta or {})
         self.accelerators: list[str] = []
         self.domains: list[list[str]] = []

@@ -6,6 +6,7 @@ A proposal looks like::
     name: DGX H100 SuperPOD, 1,024 GPUs, NDR InfiniBand, rail-optimized
     builder: rail_optimized
     routing: adaptive            # optional: ecmp | spray | adaptive
+    collnet: true                # optional: NCCL_COLLNET_ENABLE=1 (InfiniBand SHARP); off
     catalog: my_catalog/         # optional: extra catalog directory, relative to this file
     params:
       node: DGX-H100
@@ -172,7 +173,7 @@ def load_topology(path: str | Path, overrides: list[str] | None = None) -> Fabri
     doc = load_yaml(path)
     file = doc.file
     apply_overrides(doc.data, overrides, file=file)
-    known = ("name", "description", "builder", "routing", "catalog", "params")
+    known = ("name", "description", "builder", "routing", "collnet", "catalog", "params")
     for key in doc.keys():
         if key not in known:
             raise doc.error(key, f"unknown field {key!r} (known here: {', '.join(known)})")
@@ -180,6 +181,7 @@ def load_topology(path: str | Path, overrides: list[str] | None = None) -> Fabri
     doc.string("description", "")
     builder = doc.string("builder", choices=tuple(BUILDERS))
     routing = doc.string("routing", None, choices=POLICIES)
+    collnet = doc.boolean("collnet", False)
     extra = doc.string("catalog", None)
     if extra is not None:
         cdir = (Path(file).parent / extra)
@@ -203,6 +205,7 @@ def load_topology(path: str | Path, overrides: list[str] | None = None) -> Fabri
     params.done()
     if routing:
         f.routing = routing
+    f.collnet = collnet
     import networkx as nx
 
     if f.ocs is None and f.graph.number_of_nodes() and not nx.is_weakly_connected(f.graph):

@@ -12,7 +12,7 @@ import pytest
 
 from sim.catalog import load_catalog
 from sim.collectives import collective_time, compile_plan, phase_times
-from sim.errors import InfeasibleError
+from sim.errors import ConfigError, InfeasibleError
 from sim.fabric import load_topology, nvswitch_node, torus
 
 CAT = load_catalog()
@@ -178,7 +178,35 @@ def test_auto_reports_choice_and_candidates(dgx, ib):
     assert small.protocol == "LL" and big.algorithm == "nvls"
     assert big.time_s == min(v for v in big.candidates.values() if not math.isnan(v))
     multi = collective_time(ib, "all_reduce", 1024, GIB)
-    assert multi.algorithm in ("sharp", "nvls", "tree")
+    assert multi.algorithm in ("nvls", "tree", "ring")
+
+
+def test_collnet_is_opt_in_as_in_nccl(ib):
+    """NCCL leaves CollNet/SHARP off by default: auto never picks it unless the proposal
+    sets collnet: true; then, for a large all-reduce across nodes, it is the fastest (each
+    NIC sends its shard once instead of a ring's 2(p-1)/p)."""
+    off = collective_time(ib, "all_reduce", 1024, GIB)
+    assert "sharp/Simple" not in off.candidates and off.algorithm != "sharp"
+    ib.collnet = True
+    try:
+        on = collective_time(ib, "all_reduce", 1024, GIB)
+    finally:
+        ib.collnet = False
+    assert on.algorithm == "sharp" and on.time_s < off.time_s
+    # asked for by name, it runs whatever the default
+    assert collective_time(ib, "all_reduce", 1024, GIB, algorithm="sharp").time_s == \
+        pytest.approx(on.time_s)
+
+
+def test_collnet_field_in_a_proposal(tmp_path):
+    src = (TOPO / "dgx-h100-superpod-ib.yaml").read_text()
+    p = tmp_path / "ib-collnet.yaml"
+    p.write_text(src + "collnet: true\n")
+    assert load_topology(p).collnet and not load_topology(TOPO / "dgx-h100-superpod-ib.yaml").collnet
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(src + "collnet: maybe\n")
+    with pytest.raises(ConfigError, match="collnet"):
+        load_topology(bad)
 
 
 def test_determinism(roce):
