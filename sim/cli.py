@@ -106,14 +106,64 @@ def _fmt_size(n: int) -> str:
     return f"{n}B"
 
 
+def _collective_vs_measured(args: argparse.Namespace, f) -> int:
+    """`fabsim collective --measured nccl-tests.txt`: the model next to the user's run."""
+    import statistics
+
+    from .collectives import collective_time
+    from .errors import InfeasibleError
+    from .validation.nccl_tests import read_nccl_tests
+
+    run = read_nccl_tests(args.measured)
+    op = run.op or args.op
+    p = _ranks(args.ranks)[0] if args.ranks else run.ranks
+    if p is None:
+        raise InfeasibleError(f"{args.measured}: the output lists no '#  Rank' lines; give "
+                              "--ranks")
+    if p > f.n_accelerators:
+        raise InfeasibleError(f"{args.measured}: {p} ranks, but {args.topology} has only "
+                              f"{f.n_accelerators} accelerators")
+    rows = []
+    for m in run.rows.itertuples():
+        r = collective_time(f, op, p, m.size_bytes, args.algorithm, protocol=args.protocol,
+                            policy=args.routing)
+        pred_us = r.time_s * 1e6
+        rows.append({"size_bytes": int(m.size_bytes), "measured_us": m.time_us,
+                     "predicted_us": pred_us, "measured_busbw_GBps": m.busbw_GBps,
+                     "predicted_busbw_GBps": r.busbw_Bps / 1e9,
+                     "time_error_pct": (pred_us / m.time_us - 1) * 100 if m.time_us else None,
+                     "algorithm": f"{r.algorithm}/{r.protocol}"})
+    if args.json:
+        print(json.dumps({"op": op, "ranks": p, "rows": rows}, indent=1))
+        return 0
+    print(f"# {args.measured}: {op}, {p} ranks, against {f.name} "
+          f"(routing {args.routing or f.routing})")
+    print(f"{'size':>10} {'meas(us)':>11} {'pred(us)':>11} {'err(%)':>7} {'meas busbw':>11} "
+          f"{'pred busbw':>11}  algorithm/protocol")
+    for r in rows:
+        print(f"{_fmt_size(r['size_bytes']):>10} {r['measured_us']:>11.2f} "
+              f"{r['predicted_us']:>11.2f} {r['time_error_pct']:>+7.1f} "
+              f"{r['measured_busbw_GBps']:>11.2f} {r['predicted_busbw_GBps']:>11.2f}  "
+              f"{r['algorithm']}")
+    big = [abs(r["time_error_pct"]) for r in rows if r["size_bytes"] >= 2**20]
+    small = [abs(r["time_error_pct"]) for r in rows if r["size_bytes"] < 2**20]
+    for label, e in (("sizes >= 1 MiB", big), ("sizes < 1 MiB", small)):
+        if e:
+            print(f"{label}: median |time error| {statistics.median(e):.1f}% "
+                  f"over {len(e)} sizes")
+    return 0
+
+
 def _collective(args: argparse.Namespace) -> int:
     from .collectives import collective_time
     from .errors import InfeasibleError
     from .fabric import load_topology
 
     f = load_topology(args.topology, args.set)
+    if args.measured:
+        return _collective_vs_measured(args, f)
     rows = []
-    for p in _ranks(args.ranks):
+    for p in _ranks(args.ranks or "8"):
         if p > f.n_accelerators:
             raise InfeasibleError(f"--ranks {p}: {args.topology} has only "
                                   f"{f.n_accelerators} accelerators")
@@ -538,7 +588,7 @@ def _add_collective(sub) -> None:
     col.add_argument("--op", default="all_reduce",
                      choices=["all_reduce", "reduce_scatter", "all_gather", "all_to_all",
                               "broadcast", "reduce", "send_recv"])
-    col.add_argument("--ranks", default="8", help="rank counts, e.g. 8,64,1024")
+    col.add_argument("--ranks", default=None, help="rank counts, e.g. 8,64,1024 (default 8)")
     col.add_argument("--sizes", default="8:8GiB",
                      help="sizes: LO:HI[:FACTOR] or a list, e.g. 1KiB:16GiB or 8,1MiB")
     col.add_argument("--algorithm", default="auto",
@@ -550,6 +600,9 @@ def _add_collective(sub) -> None:
     col.add_argument("--json", action="store_true", help="print rows as JSON")
     col.add_argument("--plot", metavar="PNG", help="draw busbw vs size")
     col.add_argument("--set", action="append", metavar="PATH=VALUE")
+    col.add_argument("--measured", metavar="NCCL_TESTS_OUTPUT",
+                     help="an nccl-tests output file: predict its sizes, op and rank count "
+                          "and print predicted vs measured")
     col.set_defaults(func=_collective)
 
 
