@@ -1,6 +1,7 @@
 """A training job's traffic through the network model, compiled once per layout: the
 pipeline hand-offs from stage to stage (and, interleaved, from the last stage back to the
-first), each stage's data-parallel rings, and its expert-parallel all-to-all.
+first), each stage's data-parallel rings, its context-parallel K/V ring and its
+expert-parallel all-to-all.
 
 Data-parallel replicas are symmetric and folded: one compiled phase per stage carries the
 link loads of every (dp, cp, tp) position at once, so one transfer stands for all of them.
@@ -21,7 +22,7 @@ from ...collectives.timing import CompiledPhase, compile_phase, link_capacity
 from ...fabric.fabric import Fabric
 from .spec import TrainingWorkload
 
-__all__ = ["JobPhases", "compile_job_phases", "ring_groups_phase"]
+__all__ = ["JobPhases", "compile_job_phases", "cp_ring_spec", "ring_groups_phase"]
 
 
 def ring_groups_phase(f: Fabric, ranks: list[str], groups: list[list[int]], unit: float,
@@ -57,6 +58,9 @@ class JobPhases:
         Per stage: the data-parallel rings of every (cp, tp) position.
     ep : list
         Per stage: the expert-parallel all-to-all of every group.
+    cp : list
+        Per stage: every context-parallel rank sending its K/V to the next rank of its
+        ring (Megatron-Core ring attention), all rings at once.
     proto : Protocol
         NCCL's Simple protocol, whose latencies the transfers carry.
     """
@@ -67,6 +71,7 @@ class JobPhases:
     pp_wrap_bwd: CompiledPhase | None
     dp: list
     ep: list
+    cp: list
     proto: Protocol
 
     def dp_latency(self, k: int) -> float:
@@ -112,6 +117,26 @@ def _ep_all_to_all(w: TrainingWorkload, fabric: Fabric, stage_grid, policy: str,
     return compile_phase(fabric, tuple(ranks), spec, policy, cap)
 
 
+def cp_ring_spec(w: TrainingWorkload, dp: int, tp: int) -> PhaseSpec:
+    """Each rank of every context-parallel ring sends to the next (ring attention's K/V
+    hand-on), for ``dp`` x ``tp`` rings of ``w.cp`` ranks indexed (dp * cp + cp_i) * tp +
+    tp_i; one byte per byte sent."""
+    src, dst = [], []
+    for d in range(dp):
+        for t in range(tp):
+            for c in range(w.cp):
+                src.append((d * w.cp + c) * tp + t)
+                dst.append((d * w.cp + (c + 1) % w.cp) * tp + t)
+    n = len(src)
+    return PhaseSpec("cp ring", np.asarray(src), np.asarray(dst), np.ones(n), np.arange(n),
+                     1, [], True, False, None)
+
+
+def _cp_ring(w: TrainingWorkload, fabric: Fabric, stage_grid, policy: str, cap):
+    ranks = list(stage_grid.ravel())  # index = (dp * cp + cp_i) * tp + tp_i
+    return compile_phase(fabric, tuple(ranks), cp_ring_spec(w, w.dp, w.tp), policy, cap)
+
+
 def compile_job_phases(w: TrainingWorkload, fabric: Fabric, grid: np.ndarray,
                        ep_bytes: list[float]) -> JobPhases:
     """Compile the job's phases on ``fabric`` for the rank ``grid`` [pp, dp, cp, tp];
@@ -131,4 +156,7 @@ def compile_job_phases(w: TrainingWorkload, fabric: Fabric, grid: np.ndarray,
           for s in range(w.pp)]
     ep = [None if w.ep == 1 or not ep_bytes[s] else
           _ep_all_to_all(w, fabric, grid[s], policy, cap) for s in range(w.pp)]
-    return JobPhases(pp_fwd, pp_bwd, wrap, wrap_b, dp, ep, fabric.catalog.protocols["Simple"])
+    cp = [None if w.cp == 1 else _cp_ring(w, fabric, grid[s], policy, cap)
+          for s in range(w.pp)]
+    return JobPhases(pp_fwd, pp_bwd, wrap, wrap_b, dp, ep, cp,
+                     fabric.catalog.protocols["Simple"])

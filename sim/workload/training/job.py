@@ -2,9 +2,10 @@
 SimPy process per pipeline stage.
 
 A stage runs its schedule (:mod:`.schedule`) op by op. A forward or backward op lasts its
-compute plus its exposed TP and CP time (:mod:`.stage_cost`); expert-parallel all-to-alls
-(after each forward and before each backward, or overlapped under the op's computation)
-and activations and their gradients going from stage to stage are transfers through the
+compute plus its exposed TP time (:mod:`.stage_cost`) and whatever of its context-parallel
+K/V ring outlasts the op's attention; that ring, expert-parallel all-to-alls (after each
+forward and before each backward, or overlapped under the op's computation) and
+activations and their gradients going from stage to stage are transfers through the
 simulation's network model, so they contend with everything else on the fabric.
 Gradients are reduce-scattered (distributed optimizer / ZeRO) or all-reduced in buckets
 as the last micro-batch's backward produces them (1F1B), or per virtual chunk right after
@@ -159,6 +160,33 @@ class TrainingStep:
         yield self.net.transfer(ph.transfer(nbytes, self.ph.dp_latency(2), "ep",
                                             group=("ep", id(self.net), id(ph))))
 
+    def _cp_move(self, s: int, nbytes: float):
+        ph = self.ph.cp[s]
+        steps = self.job.stages[s].cp_steps
+        lat = steps * self.ph.pp_latency  # one send/recv per ring hand-on
+        yield self.net.transfer(ph.transfer(nbytes, lat, "cp",
+                                            group=("cp", id(self.net), id(ph))))
+
+    def _attention_under_cp(self, s: int, nbytes: float, attn: float):
+        """``attn`` seconds of an op's attention while the CP ring moves ``nbytes``;
+        returns the exposed CP time (what the ring outlasts the attention by)."""
+        mv = self.env.process(self._cp_move(s, nbytes))
+        yield self.env.timeout(attn)
+        t = self.env.now
+        yield mv
+        return self.env.now - t
+
+    def _op(self, s: int, total: float, nbytes: float, attn: float):
+        """An op of ``total`` seconds (compute and exposed TP) whose attention overlaps
+        the stage's CP ring moving ``nbytes``; returns the exposed CP time."""
+        if self.ph.cp[s] is None or not nbytes:
+            yield self.env.timeout(total)
+            return 0.0
+        a = min(attn, total)
+        cp = yield from self._attention_under_cp(s, nbytes, a)
+        yield self.env.timeout(total - a)
+        return cp
+
     def _ep_exchange(self, s: int, nbytes: float, under=None):
         """The stage's all-to-all, exposed; or, overlapped (``under``: the process already
         moving it under the op's computation), only what outlasts the computation."""
@@ -204,8 +232,8 @@ class TrainingStep:
         dur_c = (st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)) * st.ep_slow
         overlap = w.ep_comm_overlap and self.ph.ep[s] is not None
         under = env.process(self._ep_move(s, st.ep_bytes_fwd)) if overlap else None
-        yield env.timeout(dur_c + st.tp_fwd + st.cp_fwd)
-        self._account(s, dur_c, st.tp_fwd, st.cp_fwd)
+        cp = yield from self._op(s, dur_c + st.tp_fwd, st.cp_bytes_fwd, st.cp_attn_fwd)
+        self._account(s, dur_c, st.tp_fwd, cp)
         if self.ph.ep[s] is not None:
             yield from self._ep_exchange(s, st.ep_bytes_fwd, under)
         last = vs == V * P - 1
@@ -226,18 +254,24 @@ class TrainingStep:
         under = env.process(self._ep_move(s, st.ep_bytes_bwd)) if overlap else None
         if self.ph.ep[s] is not None and under is None:
             yield from self._ep_exchange(s, st.ep_bytes_bwd)
+        total = dur_c + st.tp_bwd
         if buckets:
-            # Megatron-Core DDP buckets: max(40M, 1M x dp) parameters
+            # Megatron-Core DDP buckets: max(40M, 1M x dp) parameters, leaving as the
+            # op produces them (after the CP-overlapped attention, if any)
+            cp, a = 0.0, 0.0
+            if self.ph.cp[s] is not None and st.cp_bytes_bwd:
+                a = min(st.cp_attn_bwd, total)
+                cp = yield from self._attention_under_cp(s, st.cp_bytes_bwd, a)
             bucket = max(w.grad_bucket_params, 1e6 * w.dp * w.cp)
             n_b = max(1, math.ceil(st.params / bucket))
-            piece = (dur_c + st.tp_bwd + st.cp_bwd) / n_b
+            piece = (total - a) / n_b
             grad_bytes = w.grad_reduce_bytes * st.params
             for _ in range(n_b):
                 yield env.timeout(piece)
                 dp_done.append(env.process(self._dp_sync(s, grad_bytes / n_b)))
         else:
-            yield env.timeout(dur_c + st.tp_bwd + st.cp_bwd)
-        self._account(s, dur_c, st.tp_bwd, st.cp_bwd)
+            cp = yield from self._op(s, total, st.cp_bytes_bwd, st.cp_attn_bwd)
+        self._account(s, dur_c, st.tp_bwd, cp)
         if under is not None:
             yield from self._ep_exchange(s, st.ep_bytes_bwd, under)
         self._hand_off(s, None if vs == 0 else self.ph.pp_bwd[s - 1] if s > 0 else

@@ -2,27 +2,30 @@
 per virtual chunk (:mod:`sim.compute`: GEMMs at their shape's measured matmul efficiency,
 fused attention at its measured rate, elementwise work at HBM bandwidth, kernel launch
 overheads), the tensor-parallel collectives between the layer's GEMMs (timed in the stage's
-scale-up domain by :func:`~sim.collectives.collective_time`), exposed context-parallel
-exchange, the bytes of the expert-parallel all-to-all, the output layer and loss, and the
-parameters of each virtual chunk. Pure: no SimPy, no network model.
+scale-up domain by :func:`~sim.collectives.collective_time`), the bytes of the
+context-parallel K/V ring and the attention they hide under, the bytes of the
+expert-parallel all-to-all, the output layer and loss, and the parameters of each virtual
+chunk. Pure: no SimPy, no network model (the job moves the CP and EP bytes through it).
 
 Main assumptions: every micro-batch costs the same; TP collectives stay inside a scale-up
 domain that no other job shares; the CP K/V ring overlaps attention (Megatron-Core ring
-attention) at the NIC rate.
+attention), forward and backward.
 """
 
 from __future__ import annotations
 
 from ...catalog import Accelerator
 from ...collectives import collective_time
+from ...collectives.timing import compile_phase, link_capacity
 from ...compute import attention_time, backward_gemms, gemm_time, gemms_time, hbm_time
 from ...errors import ConfigError
 from ...fabric.fabric import Fabric
 from ..models import LayerCost, layer_costs, params_per_layer
-from .parallelism import stage_layers
+from .comm import cp_ring_spec
+from .parallelism import rank_grid, stage_layers
 from .spec import TrainingWorkload
 
-__all__ = ["CE_BWD_BYTES", "CE_FWD_BYTES", "StageCost", "model_flops_per_step", "nic_rate",
+__all__ = ["CE_BWD_BYTES", "CE_FWD_BYTES", "StageCost", "cp_ring_alone", "model_flops_per_step",
            "overlap_slowdown"]
 
 # Cross-entropy over the logits, HBM bytes per logit (Megatron-Core
@@ -63,15 +66,15 @@ def overlap_slowdown(w: TrainingWorkload, acc: Accelerator, kind: str = "tp") ->
     return units / (units - sms)
 
 
-def nic_rate(f: Fabric, gpu: str) -> float:
-    """Effective scale-out bytes/s per GPU of ``gpu``'s first NIC (1 GB/s without one)."""
-    nics = f.nics_of.get(gpu, [])
-    if not nics:
-        return 1e9
-    g = f.graph
-    cap = sum(d["capacity"] * f.catalog.links[d["tech"]].protocol_efficiency
-              for _, v, d in g.out_edges(nics[0], data=True) if g.nodes[v]["kind"] == "switch")
-    return cap / len(f.accels_of_nic[nics[0]])
+def cp_ring_alone(w: TrainingWorkload, f: Fabric, ring: list[str], nbytes: float,
+                  steps: int) -> float:
+    """Seconds for every rank of one CP ring (``ring``, in ring order) to send ``nbytes``
+    to the next over the fabric's routes at link rate, with the network to itself, plus
+    ``steps`` hand-ons' NCCL send/recv latency."""
+    ph = f.derived(("training.cp_ring", tuple(ring)), lambda: compile_phase(
+        f, tuple(ring), cp_ring_spec(w, 1, 1), f.routing, link_capacity(f)))
+    proto = f.catalog.protocols["Simple"]
+    return nbytes * ph.unit_time_s + steps * (proto.base_latency_s + proto.hop_latency_net_s)
 
 
 def attention_core(w: TrainingWorkload, acc: Accelerator, prec: str, flops: float,
@@ -177,8 +180,17 @@ class StageCost:
     ----------
     compute_fwd, compute_bwd : float
         Compute of one forward / backward op (s).
-    tp_fwd, tp_bwd, cp_fwd, cp_bwd : float
-        Exposed TP collectives and CP exchange per op (s).
+    tp_fwd, tp_bwd : float
+        Exposed TP collectives per op (s).
+    cp_bytes_fwd, cp_bytes_bwd : float
+        Bytes each GPU sends around its CP ring per op (K/V; backward also dK/dV).
+    cp_attn_fwd, cp_attn_bwd : float
+        The op's attention compute, under which the CP exchange runs (s).
+    cp_steps : int
+        Ring hand-ons per forward op (CP - 1 per layer).
+    cp_fwd, cp_bwd : float
+        Exposed CP exchange per op with the network to itself (s): an estimate for
+        planning; a job's exposure comes from its transfers through the network model.
     ep_bytes_fwd, ep_bytes_bwd : float
         Bytes each GPU sends in the op's all-to-all (dispatch + combine).
     ep_slow : float
@@ -218,17 +230,32 @@ class StageCost:
         # with the all-to-all overlapped, its kernels' SMs slow this stage's computation
         self.ep_slow = overlap_slowdown(w, acc, "ep") if w.ep_comm_overlap and \
             self.ep_bytes_fwd else 1.0
-        # CP ring: per GPU bytes / NIC rate
-        cp_rate = nic_rate(f, tp_group[0]) if w.cp > 1 else 1.0
-        # CP K/V exchange overlaps attention compute (Megatron-Core ring attention)
-        attn_t = sum(attention_core(w, acc, prec, c.attn_fwd) for c in costs) / n_chunks
-        self.cp_fwd = max(0.0, cp_fwd / cp_rate / n_chunks - attn_t) if cp_fwd else 0.0
-        self.cp_bwd = 2 * self.cp_fwd
+        self._cp(w, f, s, acc, prec, costs, cp_fwd / n_chunks)
         self.head_fwd, self.head_bwd = self._head(w, acc, prec, s)
         self.activation_bytes = c0.tp_bytes_fwd / (w.tp if w.sequence_parallel else 1) \
             if w.tp > 1 else w.micro_batch * w.seq_len / w.cp * m.hidden * 2
         self.chunk_params = chunk_params(w, s)
         self.params = sum(self.chunk_params)
+
+    def _cp(self, w: TrainingWorkload, f: Fabric, s: int, acc: Accelerator, prec: str,
+            costs: list[LayerCost], nbytes: float) -> None:
+        """The CP K/V ring of an op: its bytes, the attention it overlaps (Megatron-Core
+        ring attention; backward moves K/V and their gradients, 2x, under the attention
+        backward) and the exposure alone on the network."""
+        n_chunks = w.vpp
+        self.cp_bytes_fwd, self.cp_bytes_bwd = nbytes, 2 * nbytes
+        self.cp_attn_fwd = sum(attention_core(w, acc, prec, c.attn_fwd) for c in costs) / n_chunks
+        self.cp_attn_bwd = sum(attention_core(w, acc, prec, c.attn_fwd, backward=True)
+                               for c in costs) / n_chunks
+        self.cp_steps = (w.cp - 1) * len(costs) // n_chunks
+        self.cp_fwd = self.cp_bwd = 0.0
+        if w.cp == 1 or not nbytes:
+            return
+        ring = list(rank_grid(w, f)[s, 0, :, 0])
+        alone = cp_ring_alone(w, f, ring, nbytes, self.cp_steps)
+        alone_b = cp_ring_alone(w, f, ring, 2 * nbytes, self.cp_steps)
+        self.cp_fwd = max(0.0, alone - self.cp_attn_fwd)
+        self.cp_bwd = max(0.0, alone_b - self.cp_attn_bwd)
 
     @staticmethod
     def _head(w: TrainingWorkload, acc: Accelerator, prec: str, s: int) -> tuple[float, float]:
