@@ -498,7 +498,12 @@ def _validate_inference(args: argparse.Namespace, dirs: dict) -> int:
 def _validate_training(args: argparse.Namespace, dirs: dict) -> int:
     import pandas as pd
 
-    from .validation import nemo_training_cases, published_training_cases, training_cases
+    from .validation import (
+        nemo_training_cases,
+        published_training_cases,
+        split_summary,
+        training_cases,
+    )
 
     df = training_cases(dirs["shared"])
     nemo = nemo_training_cases(dirs["data"])
@@ -533,9 +538,9 @@ def _validate_training(args: argparse.Namespace, dirs: dict) -> int:
           f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
     p_ok = pub[pub["status"] == "ok"]
     with pd.option_context("display.width", 200, "display.max_rows", 200):
-        print("\nOther published pre-training runs: DGX Cloud recipes, Llama 3, Nemotron-4 15B "
-              "(experiments/validation/published_training.tsv; not used to set any "
-              "constant):")
+        print("\nOther published pre-training runs: DGX Cloud recipes, Llama 3, Nemotron-4 15B, "
+              "MegaScale's Megatron-LM baseline (experiments/validation/"
+              "published_training.tsv; not used to set any constant):")
         print(p_ok[["case", "gpus", "layout", "metric", "measured", "predicted",
                     "error_pct"]].to_string(**fmt))
         for _, r in pub[pub["status"] != "ok"].iterrows():
@@ -543,6 +548,9 @@ def _validate_training(args: argparse.Namespace, dirs: dict) -> int:
     e = p_ok["error_pct"]
     print(f"{len(p_ok)} rows: median |error| {e.abs().median():.1f}%, median error "
           f"{e.median():+.1f}%, max |error| {e.abs().max():.1f}%")
+    print("\nBy sample and hardware family (in-sample: training_cases.tsv, the rows the "
+          "constants were derived from; out-of-sample: the NeMo and published tables):")
+    print(split_summary(df, pd.concat([nemo, pub])).to_string(index=False))
     return 0
 
 

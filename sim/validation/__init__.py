@@ -46,6 +46,7 @@ from .training import (
     NEMO_MODELS,
     nemo_training_cases,
     published_training_cases,
+    split_summary,
     training_cases,
     training_fabric,
 )
@@ -57,7 +58,7 @@ __all__ = [
     "mlperf_offline", "mlperf_server",
     # building blocks
     "read_tsv", "read_rows", "first_number", "first_count", "first_int", "seq_tokens",
-    "NEMO_MODELS", "training_fabric", "trtllm_attention", "trtllm_service",
+    "NEMO_MODELS", "split_summary", "training_fabric", "trtllm_attention", "trtllm_service",
     "mlperf_prompt_lengths", "mlperf_output_lengths", "mlperf_service", "mlperf_published",
     # constants
     "TRTLLM_HOST_PER_REQUEST_S", "TRTLLM_VOCAB_BUFFER_BYTES", "MLPERF_MIN_DURATION_S",

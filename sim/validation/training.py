@@ -22,8 +22,8 @@ from ..errors import SimError
 from ..spec import Node
 from .data import first_int, first_number, read_rows, read_tsv, seq_tokens
 
-__all__ = ["NEMO_MODELS", "training_fabric", "training_cases", "nemo_training_cases",
-           "published_training_cases"]
+__all__ = ["NEMO_MODELS", "hardware_family", "training_fabric", "training_cases",
+           "nemo_training_cases", "published_training_cases", "split_summary"]
 
 # NVIDIA's published NeMo / Megatron-Bridge pre-training throughput on DGX-H100
 # (experiments/validation/nemo_training.tsv): model names of those tables -> catalog ids
@@ -31,6 +31,35 @@ NEMO_MODELS = {"GPT3-175B": "gpt3-175b", "LLAMA2-7B": "llama2-7b", "LLAMA2-13B":
                "LLAMA2-70B": "llama2-70b", "LLAMA3-8B": "llama3-8b", "LLAMA3_8B": "llama3-8b",
                "LLAMA3-70B": "llama3-70b", "LLAMA3_70B": "llama3-70b",
                "LLAMA3.1_405B": "llama3.1-405b", "Nemotron-340B": "nemotron4-340b"}
+
+
+def hardware_family(accelerator: str) -> str:
+    """The family a catalog accelerator id is scored in: A100, H100 (with H200),
+    B200 (with GB200), TPU, AMD, or the id itself."""
+    a = accelerator.upper()
+    for fam, keys in (("A100", ("A100",)), ("H100", ("H100", "H200")),
+                      ("B200", ("B200", "GB200")), ("TPU", ("TPU",)), ("AMD", ("MI",))):
+        if any(k in a for k in keys):
+            return fam
+    return accelerator
+
+
+def split_summary(in_sample: pd.DataFrame, out_of_sample: pd.DataFrame) -> pd.DataFrame:
+    """Rows scored (status ok) per sample and hardware family: count, median |error| and
+    median signed error (%), with an 'all' line per sample. In-sample rows are those the
+    model's constants were derived from (``training_cases.tsv``); out-of-sample rows set no
+    constant."""
+    parts = []
+    for name, df in (("in-sample", in_sample), ("out-of-sample", out_of_sample)):
+        ok = df[df["status"] == "ok"].copy()
+        ok["abs"] = ok["error_pct"].abs()
+        g = ok.groupby("hardware").agg(rows=("abs", "size"), median_abs_pct=("abs", "median"),
+                                       median_signed_pct=("error_pct", "median"))
+        g.loc["all"] = [len(ok), ok["abs"].median(), ok["error_pct"].median()]
+        g = g.reset_index()
+        g.insert(0, "sample", name)
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True).round(1)
 
 
 def training_fabric(gpu: str, n_gpus: int):
@@ -143,7 +172,7 @@ def training_cases(shared: Path) -> pd.DataFrame:
         pred, kind = _case_prediction(r, res.step_time_s, gpus)
         rows.append({"case": cid, "status": "ok", "metric": kind, "measured": meas,
                      "predicted": pred, "error_pct": (pred / meas - 1) * 100,
-                     "gpus": gpus, "mfu": res.mfu, "step_s": res.step_time_s,
+                     "hardware": r["gpu"][:4], "gpus": gpus, "mfu": res.mfu, "step_s": res.step_time_s,
                      "bubble_s": res.breakdown["pp_bubble_and_wait"],
                      "dp_s": res.breakdown["dp_exposed"], "tp_s": res.breakdown["tp_exposed"]})
     return pd.DataFrame(rows)
@@ -212,7 +241,7 @@ def nemo_training_cases(extra: Path) -> pd.DataFrame:
             rows.append({**base, "status": f"infeasible: {steps[key]}"})
             continue
         pred = gbs * seq / (steps[key] * gpus)
-        rows.append({**base, "status": "ok", "predicted": pred,
+        rows.append({**base, "status": "ok", "predicted": pred, "hardware": "H100",
                      "error_pct": (pred / base["measured"] - 1) * 100,
                      "layout": f"tp{tp} pp{pp} vp{vp} cp{cp} dp{dp}{' fsdp' if fsdp else ''}"
                                f" gbs{gbs} mbs{mbs} seq{seq}"})
@@ -224,6 +253,33 @@ def _proposal(topologies: Path, name: str) -> Path:
     """A proposal the table names as ``topologies/<file>.yaml``, in ``topologies``."""
     parts = Path(name).parts
     return Path(topologies).joinpath(*(parts[1:] if parts[0] == "topologies" else parts))
+
+
+def _options(r: dict) -> dict:
+    """The row's ``options`` column: ``key=value;...`` workload settings (booleans or
+    numbers) its source states, which differ from the workload defaults."""
+    from ..errors import ConfigError
+    from ..workload.training import TrainingWorkload
+
+    text = r.get("options", "-").strip()
+    if text in ("", "-"):
+        return {}
+    fields = {f.name: f for f in dataclasses.fields(TrainingWorkload)}
+    out = {}
+    for item in text.split(";"):
+        key, _, val = item.partition("=")
+        key, val = key.strip(), val.strip()
+        if key not in fields:
+            raise ConfigError(f"row {r['row_id']}: unknown workload option {key!r}",
+                              file="published_training.tsv", field="options")
+        if val in ("true", "false"):
+            out[key] = val == "true"
+        else:
+            try:
+                out[key] = int(val)
+            except ValueError:
+                out[key] = float(val)
+    return out
 
 
 def published_training_cases(extra: Path, topologies: Path) -> pd.DataFrame:
@@ -272,10 +328,11 @@ def published_training_cases(extra: Path, topologies: Path) -> pd.DataFrame:
             sequence_parallel=tp > 1, recompute=r["recompute"], flash_attention=True,
             split_counts_embedding_and_loss=r["split"] == "yes", n_gpus=gpus,
             placement=r["placement"])
+        w = dataclasses.replace(w, **_options(r))
         topo = r["topology"]
         try:
-            if topo == "dgx-h100-ib":
-                fab = training_fabric("H100", gpus)
+            if topo in ("dgx-h100-ib", "dgx-a100-ib"):
+                fab = training_fabric("A100" if topo == "dgx-a100-ib" else "H100", gpus)
             else:
                 if topo not in fabrics:
                     fabrics[topo] = load_topology(_proposal(topologies, topo))
@@ -285,7 +342,8 @@ def published_training_cases(extra: Path, topologies: Path) -> pd.DataFrame:
             rows.append({**base, "status": f"infeasible: {e}"})
             continue
         pred = tokens / res.step_time_s if step else 100 * res.mfu
-        rows.append({**base, "status": "ok", "predicted": pred,
+        acc = fab.graph.nodes[fab.accelerators[0]]["model"]
+        rows.append({**base, "status": "ok", "predicted": pred, "hardware": hardware_family(acc),
                      "error_pct": (pred / base["measured"] - 1) * 100,
                      "layout": f"tp{tp} pp{pp} vp{vp} cp{cp} dp{w.dp} gbs{w.global_batch} "
                                f"seq{seq}"})

@@ -191,10 +191,52 @@ def test_published_runs_out_of_sample(extra_dir, topo_dir):
 
     d = published_training_cases(extra_dir, topo_dir)
     ok = d[d["status"] == "ok"].set_index("case")["error_pct"]
-    assert len(ok) >= 30
+    assert len(ok) >= 38
+    # MegaScale's Megatron-LM baseline on A100 (ordinary stack, no overlaps): far too
+    # fast today, and more so at scale (+29% at 256 GPUs, +44% at 8-12K)
+    ms = ok[ok.index.str.startswith("MEGASCALE")]
+    assert len(ms) == 8 and (ms > 15).all() and ms.max() <= 50
+    assert (d.set_index("case").loc[ms.index, "hardware"] == "A100").all()
+    ok = ok.drop(ms.index)
     assert ok.abs().median() <= 13.0
     assert ok.drop("LLAMA3-405B-16384-CP16").abs().max() <= 20.0
     assert abs(ok["LLAMA3-405B-16384"]) <= 10.0
     assert ok["LLAMA3-405B-16384-CP16"] <= 50.0
     infeasible = d[d["status"] != "ok"]
     assert list(infeasible["case"]) == ["LLAMA3-405B-8192"]
+
+
+def test_split_summary_by_sample_and_family():
+    import pandas as pd
+
+    from sim.validation import split_summary
+    from sim.validation.training import hardware_family
+
+    assert [hardware_family(a) for a in ("A100-80GB", "H200-SXM", "GB200", "TPUv5p",
+                                         "MI300X")] == ["A100", "H100", "B200", "TPU", "AMD"]
+    ins = pd.DataFrame({"status": ["ok", "ok", "infeasible"], "hardware": ["A100", "A100", "H100"],
+                        "error_pct": [10.0, -4.0, 0.0]})
+    out = pd.DataFrame({"status": ["ok"] * 3, "hardware": ["H100", "H100", "TPU"],
+                        "error_pct": [20.0, 10.0, -30.0]})
+    t = split_summary(ins, out).set_index(["sample", "hardware"])
+    assert t.loc[("in-sample", "A100"), "rows"] == 2
+    assert t.loc[("in-sample", "A100"), "median_abs_pct"] == 7.0
+    assert t.loc[("in-sample", "A100"), "median_signed_pct"] == 3.0
+    assert ("in-sample", "H100") not in t.index  # infeasible rows are not scored
+    assert t.loc[("out-of-sample", "all"), "median_abs_pct"] == 20.0
+    assert t.loc[("out-of-sample", "all"), "median_signed_pct"] == 10.0
+    assert t.loc[("out-of-sample", "TPU"), "median_signed_pct"] == -30.0
+
+
+def test_unknown_option_in_published_table_is_named(tmp_path, extra_dir, topo_dir):
+    from sim.errors import ConfigError
+    from sim.validation import published_training_cases
+
+    lines = (extra_dir / "published_training.tsv").read_text().splitlines()
+    head = [x for x in lines if x.startswith("#") or x.startswith("row_id")]
+    row = next(x for x in lines if x.startswith("MEGASCALE-MLM-175B-256")).split("\t")
+    cols = head[-1].split("\t")
+    row[cols.index("options")] = "overlap_everything=true"
+    (tmp_path / "published_training.tsv").write_text("\n".join(head + ["\t".join(row)]) + "\n")
+    with pytest.raises(ConfigError, match="published_training.tsv.*options.*overlap_everything"):
+        published_training_cases(tmp_path, topo_dir)
