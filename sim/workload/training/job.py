@@ -6,7 +6,9 @@ compute plus its exposed TP time (:mod:`.stage_cost`) and whatever of its contex
 K/V ring outlasts the op's attention; that ring, expert-parallel all-to-alls (after each
 forward and before each backward, or overlapped under the op's computation) and
 activations and their gradients going from stage to stage are transfers through the
-simulation's network model, so they contend with everything else on the fabric.
+simulation's network model, so they contend with everything else on the fabric. A stage
+waits for its own send to complete unless the interleaved schedule overlaps
+pipeline send/recv (``overlap_p2p_comm``), as Megatron-Core's schedules do.
 Gradients are reduce-scattered (distributed optimizer / ZeRO) or all-reduced in buckets
 as the last micro-batch's backward produces them (1F1B), or per virtual chunk right after
 its last backward (interleaved), as Megatron-Core's DDP does with ``overlap_grad_reduce``;
@@ -132,13 +134,16 @@ class TrainingStep:
                                                group=("pp", id(self.net), id(phase))))
         self._ev(key).succeed()
 
-    def _hand_off(self, s: int, phase, key) -> None:
+    def _hand_off(self, s: int, phase, key):
         """Pass activations (or their gradients) to the next stage: through the network
-        unless there is no next stage."""
+        unless there is no next stage. Without p2p overlap (see
+        :attr:`TrainingWorkload.overlap_p2p_comm`) the stage waits for its send."""
         if phase is None:
             self._ev(key).succeed()
-        else:
-            self.env.process(self._send(phase, self.job.stages[s].activation_bytes, key))
+            return
+        send = self.env.process(self._send(phase, self.job.stages[s].activation_bytes, key))
+        if not (self.w.overlap_p2p_comm and self.w.vpp > 1):
+            yield send
 
     def _dp_sync(self, s: int, nbytes: float):
         ph = self.ph.dp[s]
@@ -237,8 +242,8 @@ class TrainingStep:
         if self.ph.ep[s] is not None:
             yield from self._ep_exchange(s, st.ep_bytes_fwd, under)
         last = vs == V * P - 1
-        self._hand_off(s, None if last else self.ph.pp_fwd[s] if s < P - 1 else self.ph.pp_wrap,
-                       ("F", vs, mb))
+        yield from self._hand_off(s, None if last else self.ph.pp_fwd[s] if s < P - 1 else
+                                  self.ph.pp_wrap, ("F", vs, mb))
 
     def _backward(self, s: int, mb: int, c: int, buckets: bool, dp_done: list):
         """A backward op; with ``buckets``, the last one, whose gradients leave in buckets
@@ -274,8 +279,8 @@ class TrainingStep:
         self._account(s, dur_c, st.tp_bwd, cp)
         if under is not None:
             yield from self._ep_exchange(s, st.ep_bytes_bwd, under)
-        self._hand_off(s, None if vs == 0 else self.ph.pp_bwd[s - 1] if s > 0 else
-                       self.ph.pp_wrap_bwd, ("B", vs, mb))
+        yield from self._hand_off(s, None if vs == 0 else self.ph.pp_bwd[s - 1] if s > 0 else
+                                  self.ph.pp_wrap_bwd, ("B", vs, mb))
 
     def _stage(self, s: int):
         w, st, env = self.w, self.job.stages[s], self.env

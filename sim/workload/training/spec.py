@@ -80,6 +80,11 @@ class TrainingWorkload:
     # ring-exchange all-gathers use copy engines); 0 = an ideal overlap
     tp_comm_overlap: bool = False
     tp_comm_overlap_sms: int = 16
+    # pipeline send/recv under computation (Megatron-Core overlap_p2p_comm; NeMo turns it
+    # on for interleaved layouts). Only the interleaved schedule implements it: the plain
+    # 1F1B schedule, or interleaving without it, waits for each activation (gradient) send
+    # to complete before the next op (p2p_communication._communicate, wait_on_reqs=True)
+    overlap_p2p_comm: bool = True
     # expert-parallel all-to-all overlapped with computation (DeepSeek-V3's DualPipe, Megatron-
     # Core's overlapped MoE dispatch): each op's dispatch/combine runs under the computation
     # of the op it is paired with, so an op lasts as long as the longer of the two, and the
@@ -327,6 +332,7 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
         overlap_grad_reduce=o.boolean("overlap_grad_reduce", True),
         overlap_param_gather=o.boolean("overlap_param_gather", True),
         tp_comm_overlap=o.boolean("tp_comm_overlap", False),
+        overlap_p2p_comm=o.boolean("overlap_p2p_comm", True),
         tp_comm_overlap_sms=o.integer("tp_comm_overlap_sms", 16, minimum=0),
         ep_comm_overlap=o.boolean("ep_comm_overlap", False),
         ep_comm_overlap_sms=o.integer("ep_comm_overlap_sms", 20, minimum=0),
