@@ -442,7 +442,7 @@ def _review(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    need = {"collectives": ("shared",), "training": ("shared", "data", "topologies"),
+    need = {"collectives": ("shared", "data"), "training": ("shared", "data", "topologies"),
             "inference": ("shared", "data")}[args.what]
     dirs = _validation_dirs(args, need)
     show = {"inference": _validate_inference, "training": _validate_training,
@@ -557,11 +557,13 @@ def _validate_training(args: argparse.Namespace, dirs: dict) -> int:
 def _validate_collectives(args: argparse.Namespace, dirs: dict) -> int:
     import pandas as pd
 
-    from .validation import collective_cases, summarize_errors
+    from .validation import collective_cases, multinode_cases, summarize_errors
 
     df = collective_cases(dirs["shared"])
+    multi = multinode_cases(dirs["data"])
     if args.json:
-        print(df.to_json(orient="records", indent=1))
+        print(pd.concat([df.assign(source="shared"), multi.assign(source="nccl_multinode.tsv")])
+              .to_json(orient="records", indent=1))
         return 0
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         show = df.assign(size=[_fmt_size(int(b)) for b in df["bytes"]])
@@ -569,7 +571,29 @@ def _validate_collectives(args: argparse.Namespace, dirs: dict) -> int:
                     "algorithm"]].to_string(index=False, float_format=lambda x: f"{x:.1f}"))
         print()
         print(summarize_errors(df).to_string())
+    _print_multinode(multi)
     return 0
+
+
+def _print_multinode(multi) -> None:
+    """Per sweep of nccl_multinode.tsv: median error above (busbw) and below (time) 1 MiB."""
+    import pandas as pd
+
+    ok = multi[multi["status"] == "ok"]
+    print("\nMulti-node NCCL scans (experiments/validation/nccl_multinode.tsv; no constant set "
+          "from them): error % of busbw at >= 1 MiB, of time below")
+    t = ok.groupby(["case", "metric"]).agg(gpus=("nodes", "first"), rows=("error_pct", "size"),
+                                           median=("error_pct", "median"),
+                                           min=("error_pct", "min"), max=("error_pct", "max"))
+    with pd.option_context("display.width", 160, "display.max_rows", 200):
+        print(t.rename(columns={"gpus": "nodes"}).round(1).to_string())
+    for c, st in multi[multi["status"] != "ok"].groupby("case")["status"].first().items():
+        print(f"  {c}: {st}")
+    for metric, label in (("busbw_GBps", ">= 1 MiB (busbw)"), ("time_us", "< 1 MiB (time)")):
+        e = ok[ok["metric"] == metric]["error_pct"]
+        if len(e):
+            print(f"{label}: {len(e)} rows, median |error| {e.abs().median():.1f}%, median "
+                  f"error {e.median():+.1f}%")
 
 
 def _add_topo(sub) -> None:

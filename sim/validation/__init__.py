@@ -17,7 +17,7 @@ Modules: :mod:`.data` (readers), :mod:`.collectives`, :mod:`.training`,
 
 from __future__ import annotations
 
-from .collectives import collective_cases, summarize_errors
+from .collectives import collective_cases, multinode_cases, summarize_errors
 from .data import first_count, first_int, first_number, read_rows, read_tsv, seq_tokens
 from .inference import (
     TRTLLM_HOST_PER_REQUEST_S,
@@ -53,7 +53,7 @@ from .training import (
 
 __all__ = [
     # cases
-    "collective_cases", "summarize_errors", "training_cases", "nemo_training_cases",
+    "collective_cases", "multinode_cases", "summarize_errors", "training_cases", "nemo_training_cases",
     "published_training_cases", "trtllm_cases", "trtllm_ifb_cases", "mlperf_cases",
     "mlperf_offline", "mlperf_server",
     # building blocks

@@ -8,15 +8,16 @@ are not modelled.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from ..collectives import collective_time
 from ..fabric import nvswitch_node
-from .data import first_number, read_tsv
+from .data import first_number, read_rows, read_tsv
 
-__all__ = ["collective_cases", "summarize_errors"]
+__all__ = ["collective_cases", "multinode_cases", "summarize_errors"]
 
 
 def _peak(fabric, op: str, algorithm: str) -> tuple[float, int]:
@@ -104,3 +105,83 @@ def summarize_errors(df: pd.DataFrame) -> pd.DataFrame:
     d["band"] = ["large (>= 1 MiB)" if b >= 2**20 else "small (< 1 MiB)" for b in d["bytes"]]
     d["abs_err"] = d["error_pct"].abs()
     return d.groupby(["family", "band"])["abs_err"].agg(["count", "median", "max"]).round(1)
+
+
+# ------------------------------------------------------------- nccl_multinode.tsv
+# Sweeps whose transport the model does not have (AWS EFA's SRD, GCP's GPUDirect-TCPX/O)
+# or whose system it does not build (GB200 racks of 4-GPU trays joined by MNNVL)
+_NOT_MODELLED = {"efa": "AWS EFA (SRD transport) is not modelled",
+                 "tcpxo": "GPUDirect-TCPXO (host TCP offload) is not modelled"}
+_OPS = {"all_reduce": "all_reduce", "all_gather": "all_gather",
+        "reduce_scatter": "reduce_scatter", "alltoall": "all_to_all"}
+
+
+def _multinode_fabric(sw: dict):
+    """The cluster a sweep ran on, rail-optimized with one NIC per GPU (the node's own
+    NICs), or the reason it cannot be built."""
+    from ..fabric import rail_optimized
+    from .training import training_fabric
+
+    fab, gpu, gpus = sw["fabric"], sw["gpu"], int(sw["gpus"])
+    if fab in _NOT_MODELLED:
+        return _NOT_MODELLED[fab]
+    if gpu == "GB200":
+        return "GB200 NVL72 trays with multi-node NVLink are not built here"
+    servers = -(-gpus // 8)
+    if fab in ("ib-ndr", "ib-hdr", "azure-ib"):
+        f = training_fabric("A100" if gpu.startswith("A100") else gpu, gpus)
+    else:  # RoCE: the node's 400G (A100: 200G) NICs, Tomahawk-class switches, ECMP
+        node = {"H100": "DGX-H100", "H200": "HGX-H200", "B200": "DGX-B200"}.get(gpu, "DGX-A100")
+        link = "eth-200g" if node == "DGX-A100" else "eth-400g"
+        f = rail_optimized(node=node, servers=servers, servers_per_unit=min(servers, 32),
+                           leaf="TH4", spine="TH4", link=link, routing="ecmp")
+    f.collnet = "SHARP" in sw["nccl_settings"] and fab.startswith("ib")
+    return f
+
+
+def forced_algorithm(settings: str) -> tuple[str, str]:
+    """NCCL_ALGO / NCCL_PROTO a sweep forced (fabsim's names), else auto."""
+    algo = re.search(r"NCCL_ALGO=(\w+)", settings)
+    proto = re.search(r"NCCL_PROTO=(\w+)", settings)
+    names = {"ring": "ring", "tree": "tree", "nvls": "nvls", "nvlstree": "nvls",
+             "collnet": "sharp"}
+    return (names.get(algo.group(1).lower(), "auto") if algo else "auto",
+            proto.group(1) if proto else "auto")
+
+
+def multinode_cases(extra: Path) -> pd.DataFrame:
+    """Predicted vs measured multi-node NCCL collectives of ``nccl_multinode.tsv``
+    (published nccl-tests scans across 2-128 nodes): busbw at >= 1 MiB, time below, on a
+    fabric built to each sweep's description, with the NCCL algorithm and protocol the
+    sweep forced (else ``auto``). No constant is set from these rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sweep and size: case, fabric, nodes, bytes, metric, measured,
+        predicted, error_pct, algorithm, status.
+    """
+    rows = []
+    fabrics: dict = {}
+    for r in read_rows(extra, "nccl_multinode.tsv"):
+        sid = r["sweep_id"]
+        if sid not in fabrics:
+            fabrics[sid] = _multinode_fabric(r)
+        f = fabrics[sid]
+        n, gpus = int(r["size_bytes"]), int(r["gpus"])
+        base = {"case": sid, "fabric": r["fabric"], "gpu": r["gpu"], "nodes": int(r["nodes"]),
+                "bytes": n, "op": r["collective"]}
+        if isinstance(f, str):
+            rows.append({**base, "status": f"not modelled: {f}"})
+            continue
+        algo, proto = forced_algorithm(r["nccl_settings"])
+        res = collective_time(f, _OPS[r["collective"]], gpus, n, algo, protocol=proto)
+        big = n >= 2**20
+        meas = float(r["busbw_GBps"]) if big else float(r["time_us"])
+        pred = res.busbw_Bps / 1e9 if big else res.time_s * 1e6
+        if meas <= 0:
+            continue
+        rows.append({**base, "status": "ok", "metric": "busbw_GBps" if big else "time_us",
+                     "measured": meas, "predicted": pred, "error_pct": (pred / meas - 1) * 100,
+                     "algorithm": f"{res.algorithm}/{res.protocol}"})
+    return pd.DataFrame(rows)
