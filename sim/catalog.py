@@ -221,6 +221,11 @@ class ComputeModel:
     default_matmul_efficiency: float
     kernel_overhead_s: float
     provenance: Provenance = field(compare=False)
+    # stragglers (sim.compute.straggler_factor): per-GPU sustained speed varies around
+    # the catalog rate (lognormal sigma), and a fraction of servers run slower by a factor
+    gpu_speed_sigma: float = 0.0
+    slow_server_fraction: float = 0.0
+    slow_server_slowdown: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -477,6 +482,9 @@ def _read_compute(n: Node) -> ComputeModel:
                                            low_open=True),
         kernel_overhead_s=n.quantity("kernel_overhead", "time", allow_zero=True),
         provenance=_provenance(n, set(n.keys())),
+        gpu_speed_sigma=n.number("gpu_speed_sigma", 0.0, low=0.0, high=0.5),
+        slow_server_fraction=n.number("slow_server_fraction", 0.0, low=0.0, high=1.0),
+        slow_server_slowdown=n.number("slow_server_slowdown", 0.0, low=0.0, high=10.0),
     )
     n.done()
     return cm

@@ -118,3 +118,38 @@ def hbm_time(acc: Accelerator, nbytes: float) -> float:
     """Seconds to stream ``nbytes`` through HBM."""
     cm = _constants(acc)
     return nbytes / (acc.hbm_bandwidth_Bps * cm.hbm_efficiency) if nbytes > 0 else 0.0
+
+
+def straggler_factor(acc: Accelerator, gpus: int, gpus_per_server: int) -> float:
+    """Expected slowdown of a synchronous job's computation: it runs at the pace of its
+    slowest GPU. Each GPU's sustained speed is lognormal around the catalog rate (sigma
+    ``gpu_speed_sigma``), and each server is, with probability ``slow_server_fraction``,
+    slower by ``slow_server_slowdown`` (constants of the compute model, with their
+    sources); returns E[max over the job's GPUs of their time multiplier] (>= 1 for a job
+    of one GPU only by the lognormal mean shift), by numerical integration of the max's
+    distribution.
+    """
+    cm = _constants(acc)
+    sigma, p, d = cm.gpu_speed_sigma, cm.slow_server_fraction, cm.slow_server_slowdown
+    if gpus <= 0 or (sigma == 0 and (p == 0 or d == 0)):
+        return 1.0
+    g = max(1, min(gpus_per_server, gpus))
+    servers = math.ceil(gpus / g)
+    if sigma == 0:  # only slow servers: the max is 1 + d if any server is slow
+        return 1.0 + d * (1.0 - (1.0 - p) ** servers)
+    # log-time multiplier x: a GPU on a normal server ~ N(0, sigma), on a slow one
+    # ~ N(log(1 + d), sigma); F_max(x) = [(1-p) Phi(x/s)^g + p Phi((x - log(1+d))/s)^g]^S
+    import numpy as np
+
+    lo, hi = -6 * sigma, math.log1p(d) + 8 * sigma
+    x = np.linspace(lo, hi, 4001)
+    erf = np.vectorize(math.erf)
+
+    def phi(z):
+        return 0.5 * (1.0 + erf(z / math.sqrt(2.0)))
+
+    node = (1 - p) * phi(x / sigma) ** g + p * phi((x - math.log1p(d)) / sigma) ** g
+    cdf = node ** servers
+    # E[e^X] = e^lo + integral of e^x (1 - F(x)) dx over [lo, hi]
+    tail = np.exp(x) * (1.0 - cdf)
+    return float(math.exp(lo) + np.sum((tail[1:] + tail[:-1]) * np.diff(x)) / 2)

@@ -211,7 +211,7 @@ def _ep_across_nodes(**kw):
     return TrainingWorkload(name="moe", model=m, global_batch=64,
                             micro_batch=1, seq_len=1024, tp=2, pp=1, dp=32, ep=8, zero=1,
                             recompute="none", overlap_grad_reduce=False,
-                            overlap_param_gather=False, **kw)
+                            overlap_param_gather=False, stragglers=False, **kw)
 
 
 def test_ep_overlap_hides_the_all_to_all_under_each_op(fab64):

@@ -26,7 +26,7 @@ import math
 
 import simpy
 
-from ...compute import hbm_time
+from ...compute import hbm_time, straggler_factor
 from .comm import JobPhases, compile_job_phases
 from .memory import check_memory
 from .parallelism import rank_grid
@@ -78,6 +78,10 @@ class TrainingJob:
                        for s in range(w.pp)]
         self.phases = compile_job_phases(w, fabric, self.grid,
                                          [st.ep_bytes_fwd for st in self.stages])
+        # the computation runs at the pace of the job's slowest GPU
+        per_server = min(8, len(fabric.domains[fabric.domain_of[self.grid[0, 0, 0, 0]]]))
+        self.straggler = straggler_factor(self.acc, w.gpus, per_server) if w.stragglers \
+            else 1.0
 
     def start(self, sim) -> list[simpy.Process]:
         if not hasattr(self, "stages"):
@@ -119,8 +123,10 @@ class TrainingStep:
 
     def result(self) -> TrainingResult:
         j = self.job
-        return training_result(self.w, self.sim.fabric, j.acc, self.net, self.busy, self.ends,
-                               self.t0, j.mem, j.worst)
+        r = training_result(self.w, self.sim.fabric, j.acc, self.net, self.busy, self.ends,
+                            self.t0, j.mem, j.worst)
+        r.extra["straggler_factor"] = j.straggler  # compute includes this slowdown
+        return r
 
     # ------------------------------------------------------------ transfers
     def _ev(self, key) -> simpy.Event:
@@ -234,10 +240,11 @@ class TrainingStep:
         if vs > 0:
             yield self._ev(("F", vs - 1, mb))
         self.busy[s]["wait"] += env.now - t0
-        dur_c = (st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)) * st.ep_slow
+        slow = self.job.straggler
+        dur_c = (st.compute_fwd + (st.head_fwd if vs == V * P - 1 else 0.0)) * st.ep_slow * slow
         overlap = w.ep_comm_overlap and self.ph.ep[s] is not None
         under = env.process(self._ep_move(s, st.ep_bytes_fwd)) if overlap else None
-        cp = yield from self._op(s, dur_c + st.tp_fwd, st.cp_bytes_fwd, st.cp_attn_fwd)
+        cp = yield from self._op(s, dur_c + st.tp_fwd, st.cp_bytes_fwd, st.cp_attn_fwd * slow)
         self._account(s, dur_c, st.tp_fwd, cp)
         if self.ph.ep[s] is not None:
             yield from self._ep_exchange(s, st.ep_bytes_fwd, under)
@@ -254,7 +261,8 @@ class TrainingStep:
         if vs < V * P - 1:
             yield self._ev(("B", vs + 1, mb))
         self.busy[s]["wait"] += env.now - t0
-        dur_c = (st.compute_bwd + (st.head_bwd if vs == V * P - 1 else 0.0)) * st.ep_slow
+        slow = self.job.straggler
+        dur_c = (st.compute_bwd + (st.head_bwd if vs == V * P - 1 else 0.0)) * st.ep_slow * slow
         overlap = w.ep_comm_overlap and self.ph.ep[s] is not None
         under = env.process(self._ep_move(s, st.ep_bytes_bwd)) if overlap else None
         if self.ph.ep[s] is not None and under is None:
@@ -265,7 +273,7 @@ class TrainingStep:
             # op produces them (after the CP-overlapped attention, if any)
             cp, a = 0.0, 0.0
             if self.ph.cp[s] is not None and st.cp_bytes_bwd:
-                a = min(st.cp_attn_bwd, total)
+                a = min(st.cp_attn_bwd * slow, total)
                 cp = yield from self._attention_under_cp(s, st.cp_bytes_bwd, a)
             bucket = max(w.grad_bucket_params, 1e6 * w.dp * w.cp)
             n_b = max(1, math.ceil(st.params / bucket))
@@ -275,7 +283,7 @@ class TrainingStep:
                 yield env.timeout(piece)
                 dp_done.append(env.process(self._dp_sync(s, grad_bytes / n_b)))
         else:
-            cp = yield from self._op(s, total, st.cp_bytes_bwd, st.cp_attn_bwd)
+            cp = yield from self._op(s, total, st.cp_bytes_bwd, st.cp_attn_bwd * slow)
         self._account(s, dur_c, st.tp_bwd, cp)
         if under is not None:
             yield from self._ep_exchange(s, st.ep_bytes_bwd, under)

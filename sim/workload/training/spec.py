@@ -85,6 +85,10 @@ class TrainingWorkload:
     # 1F1B schedule, or interleaving without it, waits for each activation (gradient) send
     # to complete before the next op (p2p_communication._communicate, wait_on_reqs=True)
     overlap_p2p_comm: bool = True
+    # the step runs at its slowest GPU's pace (sim.compute.straggler_factor: per-GPU speed
+    # spread and a fraction of slow servers, from the catalog's compute model); false: every
+    # GPU at the catalog rate
+    stragglers: bool = True
     # expert-parallel all-to-all overlapped with computation (DeepSeek-V3's DualPipe, Megatron-
     # Core's overlapped MoE dispatch): each op's dispatch/combine runs under the computation
     # of the op it is paired with, so an op lasts as long as the longer of the two, and the
@@ -333,6 +337,7 @@ def load_workload(path: str | Path, overrides: list[str] | None = None,
         overlap_param_gather=o.boolean("overlap_param_gather", True),
         tp_comm_overlap=o.boolean("tp_comm_overlap", False),
         overlap_p2p_comm=o.boolean("overlap_p2p_comm", True),
+        stragglers=o.boolean("stragglers", True),
         tp_comm_overlap_sms=o.integer("tp_comm_overlap_sms", 16, minimum=0),
         ep_comm_overlap=o.boolean("ep_comm_overlap", False),
         ep_comm_overlap_sms=o.integer("ep_comm_overlap_sms", 20, minimum=0),
