@@ -211,6 +211,10 @@ class Library:
     chunk_overhead_s: float
     sharp_latency_s: float
     provenance: Provenance = field(compare=False)
+    # NCCL's tuner (tuning.cc): the proxy's per-step cost on multi-node rings, and the
+    # LL protocol's bus-bandwidth cap by accelerator (or "default") for 1, 2, >2 nodes (GB/s)
+    net_overhead_s: float = 0.0
+    ll_max_busbw: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -501,9 +505,28 @@ def _read_library(n: Node) -> Library:
         chunk_overhead_s=n.quantity("chunk_overhead", "time", allow_zero=True),
         sharp_latency_s=n.quantity("sharp_latency", "time", allow_zero=True),
         provenance=_provenance(n, set(n.keys())),
+        net_overhead_s=n.quantity("net_overhead", "time", 0.0, allow_zero=True),
+        ll_max_busbw=_ll_caps(n),
     )
     n.done()
     return lib
+
+
+def _ll_caps(n: Node) -> dict:
+    """``ll_max_busbw``: accelerator id (or "default") -> three GB/s figures, as B/s."""
+    if "ll_max_busbw" not in n:
+        return {}
+    m = n.sub("ll_max_busbw")
+    out = {}
+    for k in m.keys():
+        v = m.raw(k)
+        if not (isinstance(v, list) and len(v) == 3 and
+                all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+                    for x in v)):
+            raise m.error(k, f"expected three positive GB/s figures (1, 2, >2 nodes), got {v!r}")
+        out[k] = tuple(float(x) * 1e9 for x in v)
+    m.done()
+    return out
 
 
 _SECTIONS = {

@@ -607,6 +607,10 @@ def phase_times(f: Fabric, plan: Plan, nbytes: float, protocol: str) -> list[tup
             b_ch = b_inj / lib.max_channels
             ce = c / (c + lib.chunk_overhead_s * b_ch) if c > 0 else 1.0
         intra = max(proto.hop_latency_nvlink_s, ph.path_intra_s)
+        if ph.inter_frac > 0 and ph.pipelined:
+            # NCCL's tuner: an inter-node ring's every step pays the proxy's network
+            # overhead, three times over for Simple (tuning.cc getNetOverhead)
+            intra = max(intra, lib.net_overhead_s * (3 if proto.id == "Simple" else 1))
         inter = max(proto.hop_latency_net_s, ph.path_inter_s)
         if ph.pipelined:
             step = (1 - ph.inter_frac) * intra + ph.inter_frac * inter
@@ -618,7 +622,28 @@ def phase_times(f: Fabric, plan: Plan, nbytes: float, protocol: str) -> list[tup
         out.append((lat, bw))
     if out and plan.phases[0].kind not in ("nvls", "nvlstree"):
         out[0] = (out[0][0] + proto.base_latency_s, out[0][1])
+    if proto.id == "LL" and plan.algorithm in ("ring", "tree") and not plan.absolute:
+        out = _ll_cap(f, plan, n, out)
     return out
+
+
+def _ll_cap(f: Fabric, plan: Plan, n: float, out: list) -> list:
+    """NCCL's LL bus-bandwidth cap across scale-up domains (tuning.cc llMaxBws, by
+    architecture and node count): stretch the phases' bandwidth times so that busbw does
+    not exceed it. Inside one domain the protocol's bandwidth_factor is that cap already
+    (derived from the same table)."""
+    caps = f.catalog.library.ll_max_busbw
+    nodes = len({f.domain_of[r] for r in plan.ranks})
+    if not caps or nodes == 1:
+        return out
+    acc = f.graph.nodes[plan.ranks[0]]["model"]
+    cap = caps.get(acc, caps.get("default"))
+    limit = cap[1 if nodes == 2 else 2]
+    floor = n * bus_factor(plan.op, plan.p) / limit
+    bw = sum(b for _, b in out)
+    if bw <= 0 or floor <= bw:
+        return out
+    return [(lat, b * floor / bw) for lat, b in out]
 
 
 def _protocols_for(plan: Plan, cat) -> list[str]:

@@ -243,3 +243,51 @@ def test_full_mesh_uses_every_link():
     assert _unit(plan) == pytest.approx(2 * (1 / 8) / b, rel=1e-9)  # 1/p per link, twice
     ring = compile_plan(f, "all_reduce", 8, "ring")
     assert _unit(ring) == pytest.approx(2 * 7 / 8 / b, rel=1e-9)
+
+
+def _with_library(f, **kw):
+    """A copy of fabric ``f`` whose catalog's collective library has ``kw`` changed."""
+    import copy
+    import dataclasses
+
+    g = copy.copy(f)
+    g.catalog = copy.copy(f.catalog)
+    g.catalog.library = dataclasses.replace(f.catalog.library, **kw)
+    g.invalidate()
+    return g
+
+
+def test_ll_bus_bandwidth_capped_across_nodes_as_nccl_tunes_it(ib, dgx):
+    """NCCL's tuner caps LL's bus bandwidth at llMaxBw for 2 and for more nodes (Hopper:
+    45 and 35 GB/s); inside one node the protocol's factor is that cap already."""
+    lib = ib.catalog.library
+    assert lib.ll_max_busbw["default"] == (141e9, 45e9, 35e9)
+    for ranks, cap in ((16, 45e9), (64, 35e9)):
+        r = collective_time(ib, "all_reduce", ranks, 64 * 2**20, "ring", protocol="LL")
+        assert r.busbw_Bps <= cap * (1 + 1e-9)
+        lat = sum(lt for _, lt, _ in r.phases)
+        # the cap binds: the bandwidth part is exactly n x bus factor / cap
+        assert r.time_s - lat == pytest.approx(64 * 2**20 * 2 * (ranks - 1) / ranks / cap)
+    one = collective_time(dgx, "all_reduce", 8, 64 * 2**20, "ring", protocol="LL")
+    off = collective_time(_with_library(dgx, ll_max_busbw={}), "all_reduce", 8, 64 * 2**20,
+                          "ring", protocol="LL")
+    assert one.time_s == off.time_s
+
+
+def test_net_overhead_floors_each_step_of_an_inter_node_ring(ib):
+    """tuning.cc: an inter-node ring's steps cost at least the proxy's network overhead
+    (1 us; 3 us for Simple): with LL's 0.6 us NVLink hops, raising the floor from 0 to 1 us
+    adds 0.4 us to every intra-node share of the 2(p - 1) steps."""
+    n = 8
+    base = collective_time(_with_library(ib, net_overhead_s=0.0), "all_reduce", 16, n, "ring",
+                           protocol="LL")
+    floor = collective_time(ib, "all_reduce", 16, n, "ring", protocol="LL")
+    extra = floor.time_s - base.time_s
+    steps = 2 * 15
+    assert 0 < extra <= steps * 0.4e-6 * (1 + 1e-9)
+    assert extra >= steps * 0.4e-6 * 0.5  # most of a 2-node ring's hops are NVLink
+    # one node: no network overhead
+    one = collective_time(ib, "all_reduce", 8, n, "ring", protocol="LL").time_s
+    one0 = collective_time(_with_library(ib, net_overhead_s=0.0), "all_reduce", 8, n, "ring",
+                           protocol="LL").time_s
+    assert one == one0

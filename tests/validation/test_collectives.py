@@ -98,7 +98,8 @@ def test_multinode_errors_today(extra_dir):
     """Where the model stands on the multi-node scans (none set a constant): large
     messages on a forced 2-node ring within 12% from 64 MiB up, but the median busbw at
     >= 1 MiB is too fast by ~24% (mid sizes: the measured latency floor is several times
-    NCCL's tuner estimate) and small messages are predicted too fast (~-41% in time).
+    NCCL's tuner estimate) and small messages are predicted too fast (~-31% in time, with
+    NCCL's own LL cap and proxy overhead across nodes).
     Bounds at today's figures, so that a regression shows."""
     from sim.validation import multinode_cases
 
@@ -110,4 +111,4 @@ def test_multinode_errors_today(extra_dir):
     big = ok[ok["metric"] == "busbw_GBps"]["error_pct"]
     small = ok[ok["metric"] == "time_us"]["error_pct"]
     assert len(big) >= 150 and big.abs().median() <= 25.0
-    assert len(small) >= 60 and small.abs().median() <= 42.0
+    assert len(small) >= 60 and small.abs().median() <= 32.0
