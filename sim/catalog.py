@@ -215,6 +215,8 @@ class Library:
     # LL protocol's bus-bandwidth cap by accelerator (or "default") for 1, 2, >2 nodes (GB/s)
     net_overhead_s: float = 0.0
     ll_max_busbw: dict = field(default_factory=dict)
+    # NCCL's tree all-reduce bandwidth correction by protocol and log2(bytes / 64)
+    tree_correction: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -507,9 +509,27 @@ def _read_library(n: Node) -> Library:
         provenance=_provenance(n, set(n.keys())),
         net_overhead_s=n.quantity("net_overhead", "time", 0.0, allow_zero=True),
         ll_max_busbw=_ll_caps(n),
+        tree_correction=_tree_correction(n),
     )
     n.done()
     return lib
+
+
+def _tree_correction(n: Node) -> dict:
+    """``tree_correction``: protocol -> factors in (0, 1] by log2(bytes / 64)."""
+    if "tree_correction" not in n:
+        return {}
+    m = n.sub("tree_correction")
+    out = {}
+    for k in m.keys():
+        v = m.raw(k)
+        if not (isinstance(v, list) and v and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1
+                for x in v)):
+            raise m.error(k, f"expected a list of factors in (0, 1], got {v!r}")
+        out[k] = tuple(float(x) for x in v)
+    m.done()
+    return out
 
 
 def _ll_caps(n: Node) -> dict:

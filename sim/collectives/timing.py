@@ -624,7 +624,21 @@ def phase_times(f: Fabric, plan: Plan, nbytes: float, protocol: str) -> list[tup
         out[0] = (out[0][0] + proto.base_latency_s, out[0][1])
     if proto.id == "LL" and plan.algorithm in ("ring", "tree") and not plan.absolute:
         out = _ll_cap(f, plan, n, out)
+    if plan.algorithm == "tree" and plan.op == "all_reduce":
+        out = _tree_correction(lib, proto.id, n, out)
     return out
+
+
+def _tree_correction(lib, proto: str, n: float, out: list) -> list:
+    """NCCL's tree all-reduce bandwidth correction at log2(n / 64) (tuning.cc
+    treeCorrectionFactor, applied for 0 <= log2 < 23)."""
+    table = lib.tree_correction.get(proto)
+    if not table or n < 64:
+        return out
+    k = int(math.log2(n / 64))
+    if k >= min(23, len(table)):
+        return out
+    return [(lat, b / table[k]) for lat, b in out]
 
 
 def _ll_cap(f: Fabric, plan: Plan, n: float, out: list) -> list:

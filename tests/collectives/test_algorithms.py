@@ -291,3 +291,21 @@ def test_net_overhead_floors_each_step_of_an_inter_node_ring(ib):
     one0 = collective_time(_with_library(ib, net_overhead_s=0.0), "all_reduce", 8, n, "ring",
                            protocol="LL").time_s
     assert one == one0
+
+
+def test_tree_all_reduce_takes_nccls_mid_size_correction(ib):
+    """tuning.cc treeCorrectionFactor: a tree all-reduce's bandwidth at log2(n / 64)
+    (Simple at 1 MiB: x0.5); not applied past 2^22 x 64 bytes nor to rings."""
+    lib = ib.catalog.library
+    plain = _with_library(ib, tree_correction={})
+    for n, k in ((2**20, 14), (2**24, 18)):
+        a = collective_time(ib, "all_reduce", 64, n, "tree", protocol="Simple")
+        b = collective_time(plain, "all_reduce", 64, n, "tree", protocol="Simple")
+        lat = sum(lt for _, lt, _ in a.phases)
+        assert lat == pytest.approx(sum(lt for _, lt, _ in b.phases))
+        assert a.time_s - lat == pytest.approx((b.time_s - lat) / lib.tree_correction["Simple"][k])
+    big = 2**32
+    assert collective_time(ib, "all_reduce", 64, big, "tree", protocol="Simple").time_s == \
+        collective_time(plain, "all_reduce", 64, big, "tree", protocol="Simple").time_s
+    assert collective_time(ib, "all_reduce", 64, 2**20, "ring", protocol="Simple").time_s == \
+        collective_time(plain, "all_reduce", 64, 2**20, "ring", protocol="Simple").time_s
