@@ -395,7 +395,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from .experiment import statuses, sweep
 
     df = sweep(args.study, out=args.output, workers=args.workers, backend=args.backend,
-               address=args.address, progress=not args.json)
+               address=args.address, progress=not args.json, quick=args.quick)
     if args.json:
         print(df.to_json(orient="records", indent=1))
         return 0
@@ -738,6 +738,8 @@ def _add_sweep(sub) -> None:
     sw.add_argument("--workers", type=int, help="processes (default: all cores)")
     sw.add_argument("--backend", choices=["local", "ray"], default="local")
     sw.add_argument("--address", help="Ray cluster address (default: a local Ray)")
+    sw.add_argument("--quick", action="store_true", help="the study's reduced `quick:` "
+                    "grid (CI, notebooks)")
     sw.add_argument("--json", action="store_true", help="print the rows as JSON")
     sw.set_defaults(func=_sweep)
 

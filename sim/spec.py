@@ -55,26 +55,64 @@ def load_yaml(path: str | Path) -> Node:
 
 def apply_overrides(data: dict, overrides: list[str] | None, *, file: str | None = None) -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place.
+    A part ``name[i]`` indexes an existing list (``params.tiers[1].oversubscription=7``).
 
     Raises
     ------
     ConfigError
-        If an override is not of the form ``path=value``.
+        If an override is not of the form ``path=value``, or an index is not an existing
+        list position.
     """
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form a.b.c=value", file=file)
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        cur = data
-        for p in parts[:-1]:
-            nxt = cur.get(p)
-            if not isinstance(nxt, dict):
+        steps = _override_steps(key.strip(), file)
+        cur: Any = data
+        for i, (p, _) in enumerate(steps[:-1]):
+            nxt = _override_get(cur, p, key, file)
+            if not isinstance(nxt, list if steps[i + 1][1] else dict):
+                if steps[i + 1][1] or isinstance(nxt, list):
+                    what = "not a list" if steps[i + 1][1] else "a list: index it, name[i]"
+                    raise ConfigError(f"override {key!r}: {p!r} is {what}",
+                                      file=file, field=key)
                 nxt = {}
                 cur[p] = nxt
             cur = nxt
-        cur[parts[-1]] = yaml.safe_load(raw)
+        last = steps[-1][0]
+        if isinstance(last, int):
+            _override_get(cur, last, key, file)  # the index must exist
+        cur[last] = yaml.safe_load(raw)
     return data
+
+
+def _override_steps(key: str, file: str | None) -> list[tuple[Any, bool]]:
+    """``a.b[1].c`` -> [('a', False), ('b', False), (1, True), ('c', False)]."""
+    out: list[tuple[Any, bool]] = []
+    for part in key.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            out.append((name, False))
+        while rest:
+            idx, sep, rest = rest.partition("]")
+            if not sep or not idx.isdigit() or (rest and not rest.startswith("[")):
+                raise ConfigError(f"override path {key!r}: bad index in {part!r} "
+                                  "(expected name[i])", file=file, field=key)
+            out.append((int(idx), True))
+            rest = rest[1:]
+    if not out:
+        raise ConfigError(f"override path {key!r} is empty", file=file)
+    return out
+
+
+def _override_get(cur: Any, p: Any, key: str, file: str | None) -> Any:
+    if isinstance(p, int):
+        if not isinstance(cur, list) or p >= len(cur):
+            n = len(cur) if isinstance(cur, list) else 0
+            raise ConfigError(f"override {key!r}: index {p} is outside the list of {n}",
+                              file=file, field=key)
+        return cur[p]
+    return cur.get(p) if isinstance(cur, dict) else None
 
 
 def _typename(v: Any) -> str:

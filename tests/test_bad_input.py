@@ -362,6 +362,28 @@ def test_bad_override(tmp_path, capsys):
     assert msg.startswith(f"{path}: override 'params.servers' is not of the form")
 
 
+def test_an_override_indexes_a_list_and_a_bad_index_is_one_line(tmp_path, capsys):
+    path = TOPO / "llama3-16k-roce.yaml"
+    from sim.fabric import load_topology
+
+    f7 = load_topology(path)
+    f1 = load_topology(path, ["params.tiers[1].oversubscription=1"])
+    def cores(f):
+        return sum(1 for _, d in f.graph.nodes(data=True) if d.get("tier") == 3)
+
+    # 1:1 above the pods needs far more core capacity than Meta's 1:7: the override reached
+    # the second tier of the list (32 vs 8 cores of 576 ports)
+    assert cores(f1) >= 4 * cores(f7) > 0
+    for over, frag in [("params.tiers[3].oversubscription=1",
+                        "index 3 is outside the list of 3"),
+                       ("params.tiers.oversubscription=1", "'tiers' is a list: index it"),
+                       ("params.tiers[x]=1", "bad index in 'tiers[x]'"),
+                       ("params[0]=1", "'params' is not a list")]:
+        msg = _run_bad(["topo", "show", str(path), "--set", over], capsys)
+        field = over.split("=")[0]
+        assert msg.startswith(f"{path}: {field}: ") and frag in msg, msg
+
+
 def test_good_then_bad_proposal_fails(tmp_path, capsys):
     """With several proposals, the first bad one ends the run with status 2."""
     bad = _write(tmp_path, {"name": "x", "builder": "scale_up",

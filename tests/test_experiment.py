@@ -83,6 +83,53 @@ def test_zip_and_cross_counts_and_study_errors(tmp_path):
         load_study(_study(tmp_path, {}, metrics=["ttft_p99_s"]))
 
 
+def test_a_group_moves_together_and_is_crossed_with_the_other_axes(tmp_path):
+    axes = {"workload.batch.global": [32, 64],
+            "layout": {"workload.parallelism.tp": [8, 4], "workload.parallelism.dp": [2, 4]}}
+    s = load_study(_study(tmp_path, axes))
+    pts = points(s)
+    assert len(pts) == 2 * 2
+    assert [(p["workload.batch.global"], p["workload.parallelism.tp"],
+             p["workload.parallelism.dp"]) for p in pts] == \
+        [(32, 8, 2), (32, 4, 4), (64, 8, 2), (64, 4, 4)]
+    df = sweep(s, workers=1, progress=False)
+    assert (df["status"] == "ok").all()
+    assert set(zip(df["workload.parallelism.tp"], df["workload.parallelism.dp"],
+                   strict=True)) == \
+        {(8, 2), (4, 4)}
+    # TP 4 x DP 4 halves the tensor-parallel ranks: a different step than TP 8 x DP 2
+    assert df["step_time_s"].nunique() == 4
+    uneven = {"layout": {"workload.parallelism.tp": [8, 4], "workload.parallelism.dp": [2]}}
+    with pytest.raises(ConfigError, match=r"axes\.layout: the axes of a group move "
+                       r"together and need the same number of values"):
+        load_study(_study(tmp_path, uneven))
+    with pytest.raises(ConfigError, match="groups of axes are for mode: cross"):
+        load_study(_study(tmp_path, axes, mode="zip"))
+
+
+def test_the_quick_grid_replaces_named_axes_and_shares_finished_points(tmp_path):
+    axes = {"workload.batch.global": [32, 64, 96],
+            "layout": {"workload.parallelism.tp": [8, 4], "workload.parallelism.dp": [2, 4]}}
+    quick = {"axes": {"workload.batch.global": [64]}, "seeds": [3]}
+    p = _study(tmp_path, axes, quick=quick)
+    full, q = load_study(p), load_study(p, quick=True)
+    assert len(points(full)) == 6 and len(points(q)) == 2 and q.seeds == (3,)
+    assert full.seeds == (0,) and q.quick and not full.quick
+    out = tmp_path / "res"
+    a = sweep(p, out=out, workers=1, progress=False, quick=True)
+    parts = {x.name: x.stat().st_mtime_ns for x in (out / "parts").glob("*.parquet")}
+    b = sweep(p, out=out, workers=1, progress=False)
+    # training ignores seeds: the quick grid's two points are the full grid's, not rerun
+    assert set(a["spec_hash"]) <= set(b["spec_hash"])
+    assert all((out / "parts" / k).stat().st_mtime_ns == v for k, v in parts.items())
+    for bad, msg in [({"axes": {"workload.model": ["x"]}}, "only reduce the study's axes"),
+                     ({"axes": {"layout": {"workload.parallelism.tp": [8]}}},
+                      "same axes as the study's group"),
+                     ({"sizes": 1}, "quick.sizes: unknown field")]:
+        with pytest.raises(ConfigError, match=msg):
+            load_study(_study(tmp_path, axes, quick=bad))
+
+
 def test_an_infeasible_or_bad_point_is_a_row_and_the_sweep_goes_on(tmp_path):
     p = _study(tmp_path, {"workload.parallelism.dp": [2, 3, "two"]})
     df = sweep(p, workers=1, progress=False)

@@ -13,7 +13,12 @@ inference service, optional economic assumptions, and axes over any of their fie
       topology.params.oversubscription: [1, 2, 4]
       workload.parallelism.tp: [4, 8]
       assumptions.prices.H100-SXM: ["20000 USD", "30000 USD"]
+      model:               # a group: its axes move together, crossed with the others
+        workload.model: [llama3-70b, mixtral-8x7b]
+        workload.parallelism.ep: [1, 8]
     mode: cross            # or zip
+    quick:                 # a reduced grid (fabsim sweep --quick), for CI and notebooks
+      axes: {topology.params.oversubscription: [1, 4]}
     seeds: [0]             # services draw their arrivals from them
     metrics: [step_time_s, mfu, usd_per_M_train_tokens]
 
@@ -90,7 +95,7 @@ def _column(vals: list) -> list:
 
 def sweep(study_or_path: Study | str | Path, out: str | Path | None = None,
           workers: int | None = None, backend: str = "local", address: str | None = None,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, quick: bool = False) -> pd.DataFrame:
     """Run every point x seed of a study and return one row each.
 
     Parameters
@@ -108,6 +113,9 @@ def sweep(study_or_path: Study | str | Path, out: str | Path | None = None,
         The Ray cluster (default: a local Ray).
     progress : bool
         A tqdm bar of points done, failures and time left.
+    quick : bool
+        Run the study file's reduced ``quick:`` grid (a path only; a Study is taken as
+        loaded).
 
     Returns
     -------
@@ -122,7 +130,8 @@ def sweep(study_or_path: Study | str | Path, out: str | Path | None = None,
     ConfigError
         A malformed study; SimError for an unknown backend or Ray missing.
     """
-    study = study_or_path if isinstance(study_or_path, Study) else load_study(study_or_path)
+    study = study_or_path if isinstance(study_or_path, Study) else \
+        load_study(study_or_path, quick=quick)
     if backend not in ("local", "ray"):
         raise SimError(f"unknown sweep backend {backend!r}: expected local or ray")
     if backend == "ray":

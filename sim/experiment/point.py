@@ -85,9 +85,11 @@ def _simulate(t: Task) -> tuple[dict, float]:
         results["service"] = sv
     c = cost(f, results, a, bom=bom)
     by = dict(zip(c["category"], c["capex_USD"], strict=True))
+    pw = dict(zip(c["category"], c["it_power_W"], strict=True))
     from ..cost import NETWORK
     m.update({"capex_total_USD": c.attrs["capex_USD"],
               "capex_network_USD": float(sum(by.get(k, 0.0) for k in NETWORK)),
+              "network_power_W": float(sum(pw.get(k, 0.0) for k in NETWORK)),
               "it_power_W": c.attrs["it_power_W"],
               "facility_power_W": c.attrs["facility_power_W"],
               "usd_per_hour": c.attrs["usd_per_h"], "accelerators": f.n_accelerators,

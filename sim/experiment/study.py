@@ -33,7 +33,7 @@ TRAINING_METRICS = ("step_time_s", "mfu", "hfu", "tokens_per_s", "usd_per_step",
 SERVING_METRICS = ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s",
                    "throughput_tokens_per_s", "requests_per_s", "slo_attainment",
                    "busy_fraction", "usd_per_M_served_tokens")
-COST_METRICS = ("capex_total_USD", "capex_network_USD", "it_power_W", "facility_power_W",
+COST_METRICS = ("capex_total_USD", "capex_network_USD", "network_power_W", "it_power_W", "facility_power_W",
                 "usd_per_hour", "accelerators", "accelerator_busy")
 DEFAULT_TRAINING = ("step_time_s", "mfu", "tokens_per_s", "usd_per_M_train_tokens")
 DEFAULT_SERVING = ("ttft_p99_s", "tpot_p99_s", "throughput_tokens_per_s",
@@ -58,6 +58,11 @@ class Study:
         The metric columns kept.
     duration_s : float
         A service's arrival window (s).
+    groups : tuple of tuple of str
+        Axes that move together (a zipped group inside a cross, or every axis under
+        ``mode: zip``); an axis alone is a group of one. Empty: every axis its own group.
+    quick : bool
+        Whether the file's ``quick:`` grid replaced its axes (a reduced size for CI).
     """
 
     name: str
@@ -72,10 +77,24 @@ class Study:
     mode: str
     seeds: tuple
     metrics: tuple
+    groups: tuple = ()
+    quick: bool = False
 
 
-def load_study(path: str | Path) -> Study:
+def load_study(path: str | Path, quick: bool = False) -> Study:
     """Read and check a study file.
+
+    An axis may be a *group*: a name (no root prefix) mapping to paths whose lists have
+    one length; its paths move together while the groups are crossed::
+
+        axes:
+          topology.params.oversubscription: [1, 2, 4]
+          model:                               # zipped: (llama, 1), (mixtral, 8)
+            workload.model: [llama3-70b, mixtral-8x7b]
+            workload.parallelism.ep: [1, 8]
+
+    ``quick:`` holds a reduced grid for CI and notebooks (``axes:`` replacing axes or
+    groups of the same name, ``seeds:``, ``duration:``); ``quick=True`` uses it.
 
     Raises
     ------
@@ -106,19 +125,28 @@ def load_study(path: str | Path) -> Study:
     network = doc.string("network", DEFAULT_NETWORK, choices=NETWORKS)
     duration = doc.quantity("duration", "time", 30.0)
     mode = doc.string("mode", "cross", choices=("cross", "zip"))
-    axes = _axes(doc, {"topology": topology, "workload": workload, "service": service,
-                       "assumptions": True})
-    if mode == "zip" and len({len(v) for v in axes.values()}) > 1:
-        lens = ", ".join(f"{k}: {len(v)}" for k, v in axes.items())
-        raise doc.error("axes", f"under mode: zip every axis needs the same number of "
-                        f"values, got {lens}")
-    raw_seeds = doc.raw("seeds", [0])
-    if isinstance(raw_seeds, int) and not isinstance(raw_seeds, bool) and raw_seeds >= 1:
-        seeds = tuple(range(raw_seeds))
+    files = {"topology": topology, "workload": workload, "service": service,
+             "assumptions": True}
+    axes, groups = _axes(doc, files, "axes")
+    seeds = _seeds(doc)
+    q = doc.sub("quick", {})  # checked on every load, used with quick=True
+    q_axes, q_groups = _axes(q, files, "axes")
+    reduced = _replace_axes(q, axes, groups, q_axes, q_groups)
+    q_seeds, q_duration = _seeds(q, seeds), q.quantity("duration", "time", duration)
+    q.done()
+    if quick:
+        axes, seeds, duration = reduced, q_seeds, q_duration
+    if mode == "zip":
+        if any(len(g) > 1 for g in groups.values()):
+            raise doc.error("axes", "groups of axes are for mode: cross (under mode: zip "
+                            "every axis already moves together)")
+        if len({len(v) for v in axes.values()}) > 1:
+            lens = ", ".join(f"{k}: {len(v)}" for k, v in axes.items())
+            raise doc.error("axes", f"under mode: zip every axis needs the same number of "
+                            f"values, got {lens}")
+        group_keys = (tuple(axes),) if axes else ()
     else:
-        seeds = tuple(doc.int_list("seeds", [0], minimum=0))
-        if len(set(seeds)) != len(seeds):
-            raise doc.error("seeds", f"seeds repeat: {list(seeds)}")
+        group_keys = tuple(tuple(g) for g in groups.values())
     known = set(COST_METRICS) | (set(TRAINING_METRICS) if workload else set()) | \
         (set(SERVING_METRICS) if service else set())
     default = (DEFAULT_TRAINING if workload else ()) + (DEFAULT_SERVING if service else ()) \
@@ -132,43 +160,104 @@ def load_study(path: str | Path) -> Study:
     return Study(name=name, file=doc.file, topology=topology, workload=workload,
                  service=service, assumptions=assumptions, network=network,
                  duration_s=float(duration), axes=axes, mode=mode, seeds=seeds,
-                 metrics=metrics)
+                 metrics=metrics, groups=group_keys, quick=bool(quick))
 
 
-def _axes(doc: Node, files: dict) -> dict:
-    raw = doc.raw("axes", {})
+def _seeds(doc: Node, default: tuple = (0,)) -> tuple:
+    raw_seeds = doc.raw("seeds", list(default))
+    if isinstance(raw_seeds, int) and not isinstance(raw_seeds, bool) and raw_seeds >= 1:
+        return tuple(range(raw_seeds))
+    seeds = tuple(doc.int_list("seeds", list(default), minimum=0))
+    if len(set(seeds)) != len(seeds):
+        raise doc.error("seeds", f"seeds repeat: {list(seeds)}")
+    return seeds
+
+
+def _axis(doc: Node, files: dict, key: str, vals: Any, field: str) -> list:
+    root, _, rest = key.partition(".")
+    if root not in ROOTS or not rest or "" in rest.split("."):
+        raise ConfigError(f"axis {key!r} must be <root>.<field path> with root one of "
+                          f"{', '.join(ROOTS)} (or a group name over such paths)",
+                          file=doc.file, field=field)
+    if not files[root]:
+        raise ConfigError(f"axis over the {root}, but the study has no `{root}:` file",
+                          file=doc.file, field=field)
+    if not isinstance(vals, list) or not vals:
+        raise ConfigError(f"expected a non-empty list of values, got {vals!r}",
+                          file=doc.file, field=field)
+    return list(vals)
+
+
+def _axes(doc: Node, files: dict, where: str) -> tuple[dict, dict]:
+    """(axis path -> values, group name -> its axis paths) of ``doc[where]``."""
+    raw = doc.raw(where, {})
+    prefix = doc.field(where)
     if not isinstance(raw, dict):
-        raise doc.error("axes", f"expected a mapping of field path -> list of values, got "
+        raise doc.error(where, f"expected a mapping of field path -> list of values, got "
                         f"{raw!r}")
-    axes = {}
+    axes: dict = {}
+    groups: dict = {}
     for key, vals in raw.items():
         key = str(key)
-        root, _, rest = key.partition(".")
-        field = f"axes.{key}"
-        if root not in ROOTS or not rest or "" in rest.split("."):
-            raise ConfigError(f"axis {key!r} must be <root>.<field path> with root one of "
-                              f"{', '.join(ROOTS)}", file=doc.file, field=field)
-        if not files[root]:
-            raise ConfigError(f"axis over the {root}, but the study has no `{root}:` file",
-                              file=doc.file, field=field)
-        if not isinstance(vals, list) or not vals:
-            raise ConfigError(f"expected a non-empty list of values, got {vals!r}",
-                              file=doc.file, field=field)
-        axes[key] = list(vals)
+        if isinstance(vals, dict) and key.partition(".")[0] not in ROOTS:
+            if not vals:
+                raise ConfigError("a group needs at least one axis", file=doc.file,
+                                  field=f"{prefix}.{key}")
+            members = {}
+            for k, v in vals.items():
+                k = str(k)
+                members[k] = _axis(doc, files, k, v, f"{prefix}.{key}.{k}")
+            if len({len(v) for v in members.values()}) > 1:
+                lens = ", ".join(f"{k}: {len(v)}" for k, v in members.items())
+                raise ConfigError(f"the axes of a group move together and need the same "
+                                  f"number of values, got {lens}", file=doc.file,
+                                  field=f"{prefix}.{key}")
+            groups[key] = list(members)
+        else:
+            members = {key: _axis(doc, files, key, vals, f"{prefix}.{key}")}
+            groups[key] = [key]
+        for k, v in members.items():
+            if k in axes:
+                raise ConfigError(f"axis {k!r} appears twice", file=doc.file,
+                                  field=f"{prefix}.{key}")
+            axes[k] = v
+    return axes, groups
+
+
+def _replace_axes(q: Node, axes: dict, groups: dict, q_axes: dict, q_groups: dict) -> dict:
+    """The study's axes with the quick grid's in place of those of the same name."""
+    axes = dict(axes)
+    for name, members in q_groups.items():
+        if name not in groups:
+            raise q.error(f"axes.{name}", f"the quick grid can only reduce the study's "
+                          f"axes or groups (known: {', '.join(groups)})")
+        if set(members) != set(groups[name]):
+            raise q.error(f"axes.{name}", f"must list the same axes as the study's group "
+                          f"({', '.join(groups[name])})")
+        for k in members:
+            axes[k] = q_axes[k]
     return axes
 
 
 def points(study: Study) -> list[dict]:
-    """The study's points in order: dicts of axis -> value (cross: the first axis varies
-    slowest; zip: the i-th value of every axis). No axes: one point, ``{}``."""
+    """The study's points in order: dicts of axis -> value (cross: the first group varies
+    slowest, the axes of a group move together; zip: the i-th value of every axis). No
+    axes: one point, ``{}``."""
     keys = list(study.axes)
     if not keys:
         return [{}]
-    if study.mode == "zip":
-        combos = zip(*(study.axes[k] for k in keys), strict=True)
+    if study.groups:
+        groups = study.groups
     else:
-        combos = itertools.product(*(study.axes[k] for k in keys))
-    return [dict(zip(keys, c, strict=True)) for c in combos]
+        groups = (tuple(keys),) if study.mode == "zip" else tuple((k,) for k in keys)
+    per_group = [list(zip(*(study.axes[k] for k in g), strict=True)) for g in groups]
+    out = []
+    for combo in itertools.product(*per_group):
+        pt = {}
+        for g, vals in zip(groups, combo, strict=True):
+            pt.update(zip(g, vals, strict=True))
+        out.append({k: pt[k] for k in keys})
+    return out
 
 
 # ------------------------------------------------------------------------- resolving
