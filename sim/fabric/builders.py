@@ -520,30 +520,41 @@ def _clos_pods(b: FabricBuilder, leaves: list[tuple[str, tuple, int]],
 def _clos_spines(b: FabricBuilder, pods: list[tuple[tuple, list]], d1: int, d2: int,
                  tiers: Sequence[Tier], sw: Switch, ln: Link, field: str
                  ) -> tuple[list[list[str]], dict[str, int]]:
-    """Spines of every pod, cabled to each of its leaves: names per pod, downlinks per spine."""
+    """Spines of every pod, cabled to each of its leaves: names per pod, downlinks per spine.
+
+    Under a core tier every pod of a plane gets as many spines as the largest pod needs,
+    a partial pod included (with fewer downlinks each): spine j of every pod joins core
+    plane j, so a pod with fewer spines would be reachable through fewer planes only."""
     n_tiers = len(tiers)
+    # a leaf is cabled to its spines for its full downlink capacity, even when fewer
+    # servers hang below it (a partial scalable unit): its uplinks do not depend on them
+    up = max(1, math.ceil(d1 / tiers[0].oversubscription - 1e-9))
+    counts = [0 if (len(lfs) == 1 and n_tiers == 2) else  # a single leaf needs no spine
+              _pod_spine_count(b, lfs, [up] * len(lfs), d2, tiers[1], sw, field)
+              for _, lfs in pods]
+    if n_tiers == 3:
+        most: dict = {}
+        for (pk, _), c in zip(pods, counts, strict=True):
+            most[pk[0]] = max(most.get(pk[0], 0), c)
+        counts = [max(c, min(most[pk[0]], up)) for (pk, _), c in zip(pods, counts,
+                                                                       strict=True)]
     spines_by_pod: list[list[str]] = []
     spine_down: dict[str, int] = {}
     n_sp = 0
-    for pi, (pk, lfs) in enumerate(pods):
-        # a leaf is cabled to its spines for its full downlink capacity, even when fewer
-        # servers hang below it (a partial scalable unit): its uplinks do not depend on them
-        ups = [max(1, math.ceil(d1 / tiers[0].oversubscription - 1e-9)) for _ in lfs]
-        if len(lfs) == 1 and n_tiers == 2:
-            spines_by_pod.append([])
-            continue  # a single leaf needs no spine
-        names = _pod_spines(b, pk, pi, lfs, ups, d2, n_sp, tiers[1], sw, field)
-        n_sp += len(names)
+    for pi, ((pk, lfs), c) in enumerate(zip(pods, counts, strict=True)):
+        names = [b.switch(f"sp{n_sp + i}", sw, tier=2, plane=pk[0], pod=pi)
+                 for i in range(c)]
+        n_sp += c
         spines_by_pod.append(names)
-        _cable_pod(b, lfs, ups, names, ln, tiers[1].reach, spine_down)
+        if names:
+            _cable_pod(b, lfs, [up] * len(lfs), names, ln, tiers[1].reach, spine_down)
     return spines_by_pod, spine_down
 
 
-def _pod_spines(b: FabricBuilder, pk: tuple, pi: int, lfs: list, ups: list[int], d2: int,
-                n_sp: int, tier: Tier, sw: Switch, field: str) -> list[str]:
-    """Add the spines of pod ``pi``: the fewest that hold its leaves' uplinks."""
-    # Every leaf reaches every spine of its pod (a Clos). Spines: the fewest that hold
-    # the pod's uplinks, rounded up to divide a leaf's uplinks evenly when possible.
+def _pod_spine_count(b: FabricBuilder, lfs: list, ups: list[int], d2: int, tier: Tier,
+                     sw: Switch, field: str) -> int:
+    """Spines of one pod: the fewest that hold its leaves' uplinks, rounded up to divide a
+    leaf's uplinks evenly when possible (every leaf reaches every spine: a Clos)."""
     u_max = max(ups)
     need = max(1, math.ceil(sum(ups) / d2))
     if need > min(ups):
@@ -551,9 +562,7 @@ def _pod_spines(b: FabricBuilder, pk: tuple, pi: int, lfs: list, ups: list[int],
                       f"uplinks each needs {need} spines of {d2} down ports ({sw.id} at "
                       f"{tier.oversubscription:g}:1), more than a leaf can reach; use "
                       "a larger spine or fewer leaves per pod")
-    n_spines = next((k for k in range(need, u_max + 1) if u_max % k == 0), need)
-    return [b.switch(f"sp{n_sp + i}", sw, tier=2, plane=pk[0], pod=pi)
-            for i in range(n_spines)]
+    return next((k for k in range(need, u_max + 1) if u_max % k == 0), need)
 
 
 def _cable_pod(b: FabricBuilder, lfs: list, ups: list[int], names: list[str], ln: Link,
@@ -584,6 +593,12 @@ def _clos_cores(b: FabricBuilder, pods: list[tuple[tuple, list]],
         ups2 = {s_: max(1, math.ceil(spine_down[s_] / tiers[1].oversubscription - 1e-9))
                 for s_ in sps}
         n_cores = max(1, math.ceil(sum(ups2.values()) / radix))
+        # a spine of a partial pod (fewer downlinks) still reaches every core of its
+        # plane, one link each at least, as long as it has the ports
+        for _ in range(3):
+            ups2 = {s_: max(u, min(n_cores, _spine_ports_left(b, s_, spine_down, u)))
+                    for s_, u in ups2.items()}
+            n_cores = max(1, math.ceil(sum(ups2.values()) / radix))
         if n_cores > min(ups2.values()):
             raise b.error(field, f"core plane {j} needs {n_cores} {sw.id} for "
                           f"{sum(ups2.values())} spine uplinks, more than a spine's "
@@ -598,6 +613,12 @@ def _clos_cores(b: FabricBuilder, pods: list[tuple[tuple, list]],
                 cnt = u // n_cores + (1 if (k - si) % n_cores < u % n_cores else 0)
                 if cnt:
                     b.cable(s_, c_, ln, count=cnt, reach=tiers[2].reach)
+
+
+def _spine_ports_left(b: FabricBuilder, s_: str, spine_down: dict[str, int], up: int) -> int:
+    """Ports of spine ``s_`` free for uplinks (at least its ``up`` already planned)."""
+    sw = b.cat.switches[b.g.nodes[s_]["model"]]
+    return max(up, sw.radix - spine_down[s_])
 
 
 def _finish(b: FabricBuilder, sws: list[Switch], routing: str | None, meta: dict | None

@@ -289,3 +289,31 @@ def test_pod_too_large_for_its_spines_is_an_error():
         rail_optimized(node="DGX-H100", servers=512, servers_per_unit=32, leaf="QM9700",
                        spine="QM9700", core="QM9700", link="ib-ndr", units_per_pod=8)
     assert e.value.field == "params.spine"
+
+
+def test_a_partial_pod_has_every_spine_plane_and_reaches_every_core():
+    """Under a core tier, spine j of every pod joins core plane j, so a partial pod (the
+    16K Llama 3 shape: 5 pods of 192 leaves and one of 64) needs as many spines as a full
+    one, each reaching every core of its plane; with fewer, traffic to it would cross a
+    few planes only and 1:1 above the pods would be slower than 7:1."""
+    tiers = [Tier("Minipack2", 1, None, "rack"), Tier("7816R3", 1, None, "row"),
+             Tier("7816R3", 1, None, "hall")]
+    f = fat_tree(node="DGX-H100", servers=2048, servers_per_leaf=2, leaves_per_pod=192,
+                 link="eth-400g", tiers=tiers)
+    g = f.graph
+    by_pod: dict = {}
+    for n, d in g.nodes(data=True):
+        if d.get("tier") == 2:
+            by_pod.setdefault(d["pod"], []).append(n)
+    assert len(by_pod) == 6 and len({len(v) for v in by_pod.values()}) == 1
+    cores_of_plane: dict = {}
+    for n, d in g.nodes(data=True):
+        if d.get("tier") == 3:
+            cores_of_plane.setdefault(d["core_plane"], set()).add(n)
+    for sps in by_pod.values():
+        for j, s in enumerate(sorted(sps, key=lambda x: int(x[2:]))):
+            ups = {v for v in g.successors(s) if g.nodes[v].get("tier") == 3}
+            assert ups == cores_of_plane[j]
+    # a balanced cut is as wide as the injection bandwidth: 1:1 end to end
+    assert bisection_per_accelerator(f)["scale_out"] == pytest.approx(
+        CAT.links["eth-400g"].bandwidth_Bps, rel=0.02)
