@@ -29,3 +29,24 @@ def test_design_review_notebook_builds_the_bundled_review(monkeypatch):
     assert ns["paths"]["html"].read_text().index("id='verdict'") < \
         ns["paths"]["html"].read_text().index("id='side-by-side'")
     assert ns["out"].jobs["network"].iloc[0] == "flow"
+
+
+STUDIES_NB = NB.parent / "studies.ipynb"
+
+
+@pytest.mark.slow  # the four bundled studies on their quick grids: a minute or two
+def test_studies_notebook_runs_the_four_quick_grids_and_draws_them(monkeypatch):
+    matplotlib.use("Agg")
+    nb = json.loads(STUDIES_NB.read_text())
+    monkeypatch.chdir(STUDIES_NB.parent)
+    ns: dict = {"__name__": "__main__"}
+    for i, c in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        exec(compile("".join(c["source"]), f"{STUDIES_NB.name}[cell {i}]", "exec"), ns)
+    assert ns["QUICK"] is True
+    assert set(ns["rows"]) == {"oversubscription", "ib-vs-roce", "rail-only",
+                               "inference-slo"}
+    for name, df in ns["rows"].items():
+        assert (df["status"] == "ok").all(), name
+        assert not ns["tables"][name].empty, name
+        png = ns["figures"].HERE / "figures" / f"study-{name}-quick.png"
+        assert png.stat().st_size > 10_000, png  # a drawn figure, not an empty canvas
