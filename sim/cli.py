@@ -264,8 +264,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     m = r.summary
     print(f"# {s.name}: {s.model.name}, {s.replicas} replicas x tp {s.tp} on {f.name}")
-    print(f"# {m['requests']:,} requests over {m['duration_s']:.1f} s; KV cache "
+    print(f"# {m['requests']:,} requests over {m['duration_s']:.1f} s: "
+          f"{m['requests_finished']:,} finished, {m['requests_rejected']:,} rejected, "
+          f"{m['requests_unfinished']:,} unfinished; KV cache "
           f"{m['kv_capacity_tokens']:,} tokens per replica; {m['preemptions']} preemptions")
+    for k, v in m.items():
+        if k.startswith("requests_rejected_"):
+            print(f"# rejected at admission, {k[len('requests_rejected_'):]}: {v:,} "
+                  "(percentiles over finished requests; SLO attainment counts them as "
+                  "misses)")
     print(f"# latencies of requests after a {m['warmup_s']:g} s warm-up; network model "
           f"{m['network']}")
     print(f"{'':<10} {'p50':>10} {'p90':>10} {'p99':>10} {'mean':>10}")

@@ -449,3 +449,65 @@ def test_bundled_mlperf_service_uses_the_derived_trtllm_constants():
     assert parse_time(b["host_overhead_per_request"]) == \
         pytest.approx(TRTLLM_HOST_PER_REQUEST_S)
     assert b["vocab_buffer_bytes"] == TRTLLM_VOCAB_BUFFER_BYTES
+
+
+# ------------------------------------------- every request accounted for; busy in [0, 1]
+L8 = CAT.models["llama3-8b"]
+
+
+def _accounted(r) -> None:
+    s, req = r.summary, r.requests
+    assert s["requests_finished"] + s["requests_rejected"] + s["requests_unfinished"] == \
+        s["requests"] == len(req)
+    assert (req["status"] == "finished").sum() == s["requests_finished"]
+    assert req.loc[req["status"] == "finished", "finish_s"].notna().all()
+    assert (r.intervals["busy_fraction"] <= 1 + 1e-9).all()
+    assert (r.intervals["hbm_utilization"] <= 1 + 1e-9).all()
+
+
+def test_prompts_over_the_token_budget_without_chunking_are_rejected_not_lost(dgx):
+    """Chunked prefill off, token budget 2,048, prompts up to 6,000 tokens (a seeded
+    service that once left 534 requests unscheduled forever): each prompt longer than the
+    budget is rejected at admission (as vLLM's max_num_batched_tokens does), every other
+    request finishes, and SLO attainment counts the rejected ones as misses."""
+    s = _service(model=L8, token_budget=2048, chunked_prefill=False, arrival="gamma",
+                 cv=2.0, prompt=Lengths("lognormal", 1000, 0.8, 1, 6000),
+                 output=Lengths("lognormal", 250, 0.8, 1, 2000), slo_ttft_s=2.0,
+                 slo_tpot_s=0.1)
+    r = simulate_service(dgx, s, 30.0)
+    _accounted(r)
+    req = r.requests
+    over = req["prompt_tokens"] > 2048
+    assert over.sum() > 10 and r.summary["requests_unfinished"] == 0
+    assert (req.loc[over, "status"] == "rejected: prompt_over_token_budget").all()
+    assert (req.loc[~over, "status"] == "finished").all()
+    assert r.summary["requests_rejected_prompt_over_token_budget"] == int(over.sum())
+    assert r.summary["slo_attainment"] <= 1 - over.mean() + 1e-12
+
+
+def test_a_recomputed_prompt_longer_than_the_budget_runs_alone_and_finishes(dgx):
+    """Preemption by recompute prefills prompt + generated tokens again; without chunked
+    prefill that can exceed the token budget even when every prompt fits it. It must run
+    in an iteration of its own, not wait forever."""
+    s = _service(model=L70, token_budget=1024, chunked_prefill=False, kv_fraction=0.07,
+                 rate=40.0, prompt=Lengths("lognormal", 600, 0.5, 1, 1000),
+                 output=Lengths("lognormal", 600, 0.5, 1, 1500), preemption="recompute")
+    r = simulate_service(dgx, s, 20.0)
+    _accounted(r)
+    assert r.summary["preemptions"] > 0
+    assert r.summary["requests_finished"] == r.summary["requests"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_busy_fraction_of_every_interval_is_at_most_one(dgx, seed):
+    """Iterations that straddle an interval boundary count in both intervals, by overlap
+    (an iteration counted whole in its first interval once gave busy fractions of 1.39);
+    the intervals' busy time adds up to the summary's."""
+    s = _service(rate=60.0, seed=seed, max_batch=64, token_budget=4096)
+    r = simulate_service(dgx, s, 20.0, interval_s=0.25)
+    _accounted(r)
+    iv = r.intervals
+    assert iv["busy_fraction"].max() > 0.5
+    span = r.summary["duration_s"]
+    total = float((iv["busy_fraction"] * 0.25 * s.replicas).sum())
+    assert total == pytest.approx(r.summary["busy_fraction"] * span * s.replicas, rel=1e-9)

@@ -26,7 +26,11 @@ from .replica import Replica
 from .result import ServiceResult, service_result
 from .spec import ServiceSpec
 
-__all__ = ["ServiceJob", "replica_groups"]
+__all__ = ["ServiceJob", "replica_groups", "REJECT_REASONS"]
+
+#: Why a request was turned away at admission (a request row's ``status`` is
+#: ``finished``, ``rejected: <reason>`` or ``unfinished``: still in flight at the end).
+REJECT_REASONS = ("prompt_over_token_budget",)
 
 
 def replica_groups(s: ServiceSpec, f: Fabric) -> list[list[str]]:
@@ -127,6 +131,7 @@ class ServiceJob:
         self.kv_time = np.full(n, np.nan)  # seconds the KV transfer took
         self.res_of = np.zeros(n, np.int64)  # preemption "none": tokens reserved
         self.pre_of = np.full(n, -1, np.int64)
+        self.rejected = np.zeros(n, np.int8)  # REJECT_REASONS index + 1 (0: admitted)
         self._phases: dict = {}
 
     # ------------------------------------------------------------ processes
@@ -134,9 +139,9 @@ class ServiceJob:
         return self.env.now - self.t0 >= self.duration_s
 
     def all_done(self) -> None:
-        """Once arrivals are over and every request has finished, wake idle replicas so
-        that they return (in a shared environment nothing else would)."""
-        if self.arrivals_over() and not np.isnan(self.done_at).any():
+        """Once arrivals are over and every request has finished (or was rejected), wake
+        idle replicas so that they return (in a shared environment nothing else would)."""
+        if self.arrivals_over() and not (np.isnan(self.done_at) & (self.rejected == 0)).any():
             for e in self.wake:
                 if not e.triggered:
                     e.succeed()
@@ -149,6 +154,12 @@ class ServiceJob:
             dt = self.arr[i] + self.t0 - env.now
             if dt > 0:
                 yield env.timeout(dt)
+            if not self.spec.chunked_prefill and self.plen[i] > self.spec.token_budget:
+                # without chunked prefill a prompt must fit one iteration's token budget;
+                # vLLM rejects a longer one at admission (max_num_batched_tokens)
+                self.rejected[i] = REJECT_REASONS.index("prompt_over_token_budget") + 1
+                self.all_done()
+                continue
             r = router.pick(self.outstanding[:pool])
             self.where[i] = r
             self.outstanding[r] += 1

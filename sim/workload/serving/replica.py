@@ -230,8 +230,10 @@ class Replica:
                 self.n_run += 1
                 continue
             c = min(int(job.tgt[i]), budget) if s.chunked_prefill else int(job.tgt[i])
-            if c > budget:
-                break
+            if c > budget and (chunk_pos or self.n_run):
+                break  # waits for an iteration of its own
+            # (a prompt longer than the budget -- a recompute after preemption, prompt +
+            # generated tokens -- runs alone rather than never)
             q.pop(0)
             self.st_ids[n], self.st_pre[n], self.st_made[n] = i, 0, job.base[i]
             self.kv_used += int(job.tgt[i])  # reserve the prompt's KV

@@ -44,14 +44,25 @@ class ServiceResult:
         return {k: self.summary[k] for k in keys if k in self.summary}
 
 
+def request_status(job: ServiceJob) -> np.ndarray:
+    """Per request: ``finished``, ``rejected: <reason>`` (turned away at admission) or
+    ``unfinished`` (still in flight when the simulation ended)."""
+    from .job import REJECT_REASONS
+
+    st = np.where(np.isnan(job.done_at), "unfinished", "finished").astype(object)
+    for k, why in enumerate(REJECT_REASONS, start=1):
+        st[job.rejected == k] = f"rejected: {why}"
+    return st
+
+
 def request_rows(job: ServiceJob) -> pd.DataFrame:
     """One row per request: arrival, first token and finish (s from the service's start),
-    lengths, replica, preemptions, TTFT, end-to-end latency and TPOT."""
+    lengths, replica, preemptions, status, TTFT, end-to-end latency and TPOT."""
     t0 = job.t0
     req = pd.DataFrame({"arrival_s": job.arr, "first_token_s": job.first_at - t0,
                         "finish_s": job.done_at - t0, "prompt_tokens": job.plen,
                         "output_tokens": job.olen, "replica": job.where,
-                        "preemptions": job.preempt})
+                        "preemptions": job.preempt, "status": request_status(job)})
     req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
     req["e2e_s"] = req["finish_s"] - req["arrival_s"]
     req["tpot_s"] = np.where(req["output_tokens"] > 1,
@@ -68,13 +79,21 @@ def interval_rows(job: ServiceJob, span: float) -> tuple[pd.DataFrame, np.ndarra
     busy = np.zeros(len(bins) - 1)
     hbm = np.zeros(len(bins) - 1)
     kv = np.zeros(len(bins) - 1)
+    n = len(busy)
     for _r, a, b, hb, kvt in job.busy_log:
         a -= t0
         b -= t0
-        i = min(int(a // interval_s), len(busy) - 1)
-        busy[i] += b - a
-        hbm[i] += hb
-        kv[i] = max(kv[i], kvt)
+        i, j = min(int(a // interval_s), n - 1), min(int(b // interval_s), n - 1)
+        if i == j:
+            busy[i] += b - a
+            hbm[i] += hb
+        else:  # an iteration across intervals: its time and bytes split by overlap
+            edges = np.clip(np.arange(i, j + 2) * interval_s, a, b)
+            edges[-1] = b
+            share = np.diff(edges)
+            busy[i:j + 1] += share
+            hbm[i:j + 1] += hb * share / max(b - a, 1e-300)
+        kv[i:j + 1] = np.maximum(kv[i:j + 1], kvt)
     per = interval_s * k
     acc = job.models[0].acc
     tok, done = tokens_per_interval(job.first_at - t0, job.done_at - t0, job.olen, bins)
@@ -112,6 +131,12 @@ def service_result(job: ServiceJob, end: float) -> ServiceResult:
             "throughput_window_s": [w0, w1],
             "kv_capacity_tokens": job.models[0].kv_capacity_tokens,
             "preemptions": int(job.preempt.sum())}
+    st = req["status"]
+    summ.update({"requests_finished": int((st == "finished").sum()),
+                 "requests_rejected": int(st.str.startswith("rejected").sum()),
+                 "requests_unfinished": int((st == "unfinished").sum())})
+    for why, cnt in st[st.str.startswith("rejected")].value_counts().sort_index().items():
+        summ[f"requests_{why.replace('rejected: ', 'rejected_')}"] = int(cnt)
     summ.update(latency_summary(steady))
     if s.slo_ttft_s is not None or s.slo_tpot_s is not None:
         summ["slo_attainment"] = slo_attainment(steady, s.slo_ttft_s, s.slo_tpot_s)
