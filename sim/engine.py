@@ -133,7 +133,8 @@ class Results:
 
         net = self.sim.net
         t1 = self.sim.env.now if t1 is None else t1
-        return link_table(self.sim.fabric, net.link_bytes(t0, t1), net.capacity, t1 - t0)
+        return link_table(self.sim.fabric, net.link_bytes(t0, t1), net.edge_capacity,
+                          t1 - t0)
 
 
 class Simulation:

@@ -110,6 +110,48 @@ class Plan:
 def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, policy: str):
     """CSR routes and per-flow latency for flows src[k] -> dst[k] (rank indices).
 
+    Under ECMP with ``f.ecmp_flows = q > 1`` (NCCL posting to q queue pairs that the
+    switches hash apart, Meta's E-ECMP) a flow between domains is q sub-flows of 1/q of
+    its bytes, each hashed on its own; its latency is their mean.
+    """
+    q = int(getattr(f, "ecmp_flows", 1)) if policy == "ecmp" else 1
+    if q <= 1:
+        return _route_arrays_one(f, ranks, src, dst, policy, 0)
+    parts = [_route_arrays_one(f, ranks, src, dst, policy, j) for j in range(q)]
+    indptr0, _, _, lat0, inter, pre = parts[0]
+    cnts = np.stack([np.diff(p[0]) for p in parts])  # [q, n]
+    counts = np.where(inter, cnts.sum(axis=0), cnts[0])
+    indptr = np.zeros(len(src) + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    links = np.empty(indptr[-1], np.int64)
+    weights = np.empty(indptr[-1], np.float64)
+    offset = indptr[:-1].copy()
+    for j, (ip, lk, w, _, _, _) in enumerate(parts):
+        use = inter if j else np.ones(len(src), bool)
+        rows = np.nonzero(use)[0]
+        if not len(rows):
+            continue
+        n_j = cnts[j][rows]
+        src_pos = _segments(ip[rows], n_j)
+        pos = _segments(offset[rows], n_j)
+        links[pos] = lk[src_pos]
+        share = np.where(inter[rows], 1.0 / q, 1.0)
+        weights[pos] = w[src_pos] * np.repeat(share, n_j)
+        offset[rows] += n_j
+    lat = np.where(inter, np.mean([p[3] for p in parts], axis=0), lat0)
+    return indptr, links, weights, lat, inter, pre
+
+
+def _segments(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Positions starts[i] .. starts[i] + lens[i] - 1 of every segment, concatenated."""
+    return np.repeat(starts - np.cumsum(np.concatenate(([0], lens[:-1]))), lens) + \
+        np.arange(int(lens.sum()))
+
+
+def _route_arrays_one(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray,
+                      policy: str, flow: int):
+    """CSR routes and per-flow latency for flows src[k] -> dst[k], ECMP flow ``flow``.
+
     Three paths, fastest first: flows inside one NVSwitch domain (GPU uplink + downlink),
     ECMP flows on a regular Clos (:class:`~sim.fabric.clos_routes.ClosIndex`, numpy, the
     same routes as the router), and the rest one by one through the cached router (PXN,
@@ -124,11 +166,11 @@ def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, pol
     counts[same] = 2
     # --- vectorised ECMP on a regular Clos
     vec = np.zeros(n, bool)
-    ecmp = _ecmp_paths(f, policy, src, dst, same, dom, node, nic)
+    ecmp = _ecmp_paths(f, policy, src, dst, same, dom, node, nic, flow)
     if ecmp is not None:
-        _, cand, _, length = ecmp
+        cand, ecmp_links = ecmp[1], _ecmp_links(c, ecmp, src, dst, node, flow)
         vec[cand] = True
-        counts[cand] = length + 1  # acc->nic, path links, nic->acc
+        counts[cand] = (ecmp_links >= 0).sum(axis=1)  # acc->nic, path, nic->acc, ports
     # --- spraying on a regular Clos: flows under the same pair of leaves share one split
     spray = _spray_paths(f, policy, names, src, dst, same, dom, nic)
     pre = None
@@ -138,7 +180,7 @@ def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, pol
         counts[pre[0]] = 4  # accelerator -> NIC -> leaf ... leaf -> NIC -> accelerator
     # --- one at a time
     others = np.nonzero(~same & ~vec)[0]
-    o_links, o_w, o_lat = _router_paths(f, names, src, dst, others, policy, counts)
+    o_links, o_w, o_lat = _router_paths(f, names, src, dst, others, policy, counts, flow)
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
     links = np.empty(indptr[-1], np.int64)
@@ -151,7 +193,7 @@ def _route_arrays(f: Fabric, ranks: tuple, src: np.ndarray, dst: np.ndarray, pol
     if pre is not None:
         _fill_spray(c, spray, src, dst, node, nic, indptr, links, lat)
     elif vec.any():
-        _fill_ecmp(c, ecmp, src, dst, node, indptr, links, lat)
+        _fill_ecmp(c, ecmp[1], ecmp_links, indptr, links, lat)
     if len(others):
         starts = indptr[others]
         lens = counts[others]
@@ -184,7 +226,7 @@ def _rank_endpoints(f: Fabric, names: tuple):
     return node, dom, up, down, nic
 
 
-def _ecmp_paths(f: Fabric, policy: str, src, dst, same, dom, node, nic):
+def _ecmp_paths(f: Fabric, policy: str, src, dst, same, dom, node, nic, flow: int = 0):
     """Vectorised ECMP NIC-to-NIC paths on a regular Clos: (index, flows, path, length),
     or None when the policy is not ECMP or the fabric is not such a Clos."""
     ix = None
@@ -199,7 +241,7 @@ def _ecmp_paths(f: Fabric, policy: str, src, dst, same, dom, node, nic):
     if not len(cand):
         return None
     path, length, ok = ix.ecmp(nic[src[cand]], nic[dst[cand]], node[src[cand]],
-                               node[dst[cand]])
+                               node[dst[cand]], flow)
     cand, path, length = cand[ok], path[ok], length[ok]
     return ix, cand, path, length
 
@@ -226,14 +268,26 @@ def _spray_paths(f: Fabric, policy: str, names, src, dst, same, dom, nic):
     return ix_s, (cand,) + pre, mid_lat
 
 
-def _router_paths(f: Fabric, names, src, dst, others, policy: str, counts):
-    """Route ``others`` one at a time (one flow per pair); sets their link ``counts``."""
+def _router_paths(f: Fabric, names, src, dst, others, policy: str, counts, flow: int = 0):
+    """Route ``others`` one at a time (one flow per pair); sets their link ``counts``.
+    An ECMP flow also loads the port of each cable bundle it crosses (sim.fabric.ports)."""
+    from ..fabric.ports import ecmp_ports, port_links
+
     router = f.router
+    ports = ecmp_ports(f) if policy == "ecmp" else None
+    idx = f.compile().node_index
     o_links: list = []
     o_w: list = []
     o_lat = np.empty(len(others))
     for j, k in enumerate(others.tolist()):
-        lk, w, lt = router.links(names[src[k]], names[dst[k]], policy, 0)  # one flow/pair
+        a, b = names[src[k]], names[dst[k]]
+        lk, w, lt = router.links(a, b, policy, flow)
+        if ports is not None and lk:
+            pl = port_links(ports, np.asarray(lk, np.int64), idx[a], idx[b], flow)
+            has = pl >= 0
+            if has.any():
+                lk = list(lk) + pl[has].tolist()
+                w = list(w) + np.asarray(w, np.float64)[has].tolist()
         counts[k] = len(lk)
         o_links.extend(lk)
         o_w.extend(w)
@@ -254,22 +308,37 @@ def _fill_spray(c, spray, src, dst, node, nic, indptr, links, lat) -> None:
         lat[rows] += c.latency_s[lk]
 
 
-def _fill_ecmp(c, ecmp, src, dst, node, indptr, links, lat) -> None:
-    """Write vectorised ECMP paths into the CSR arrays, summing their link latencies."""
+def _ecmp_links(c, ecmp, src, dst, node, flow: int = 0) -> np.ndarray:
+    """Link ids of vectorised ECMP paths, one row per flow: the path's links, then the
+    port each of its cable bundles hashes the flow onto (sim.fabric.ports); -1 pads."""
+    from ..fabric.ports import ecmp_ports, port_links
+
     ix, cand, path, length = ecmp
     # accelerator, scale-out path (nic ... nic), accelerator
     full = np.full((len(cand), path.shape[1] + 2), -1, np.int64)
     full[:, 0] = node[src[cand]]
     full[:, 1:-1] = path
     full[np.arange(len(cand)), length + 1] = node[dst[cand]]
+    edges = np.full((len(cand), full.shape[1] - 1), -1, np.int64)
     for col in range(full.shape[1] - 1):
         has = col < length + 1
-        if not has.any():
-            continue
-        rows = cand[has]
-        lk = ix.edges(full[has, col], full[has, col + 1])
-        links[indptr[rows] + col] = lk
-        lat[rows] += c.latency_s[lk]
+        if has.any():
+            edges[has, col] = ix.edges(full[has, col], full[has, col + 1])
+    ports = port_links(ecmp_ports(ix.f), edges, full[:, :1], full[np.arange(len(cand)),
+                                                                  length + 1][:, None], flow)
+    return np.concatenate([edges, ports], axis=1)
+
+
+def _fill_ecmp(c, cand, ecmp_links, indptr, links, lat) -> None:
+    """Write vectorised ECMP links (path, then ports) into the CSR arrays, packed to the
+    left of each flow's slots, with the path's latency (ports add none)."""
+    ok = ecmp_links >= 0
+    pos = indptr[cand][:, None] + np.cumsum(ok, axis=1) - 1
+    links[pos[ok]] = ecmp_links[ok]
+    n = c.n_links
+    lat_of = np.where((ecmp_links >= 0) & (ecmp_links < n),
+                      c.latency_s[np.clip(ecmp_links, 0, n - 1)], 0.0)
+    lat[cand] += lat_of.sum(axis=1)
 
 
 def _spray_loads(f: Fabric, ix, names, src, dst, nic, cand):
@@ -332,8 +401,7 @@ def compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.n
         Loads on the links the phase uses (bytes per byte of n, or bytes for an absolute
         phase), its latency structure and its time per byte at full rate (s/B).
     """
-    c = f.compile()
-    n_links = c.n_links
+    n_links = len(cap)  # compiled links, then bundle ports (sim.fabric.ports)
     loads, path_intra, path_inter, inter_share = _flow_loads(f, ranks, ph, policy)
     kind = "flows"
     eff = np.ones(n_links)  # in-network operations run below line rate
@@ -341,7 +409,8 @@ def compile_phase(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str, cap: np.n
         kind, path_intra, path_inter = _direct_loads(f, ph, loads, eff, path_intra,
                                                      path_inter)
     if ph.p2p:
-        eff = np.minimum(eff, _p2p_ratio(f))
+        r = _p2p_ratio(f)
+        eff[:len(r)] = np.minimum(eff[:len(r)], r)
     nz = np.nonzero(loads)[0]
     unit = loads[nz]
     unit_time = float((unit / (cap[nz] * eff[nz])).max()) if len(nz) else 0.0
@@ -355,8 +424,7 @@ def _flow_loads(f: Fabric, ranks: tuple, ph: PhaseSpec, policy: str
                 ) -> tuple[np.ndarray, float, float, float]:
     """Per-link loads of a phase's routed flows, the slowest intra- and inter-domain
     logical hop's latency (s) and the share of hops that leave the domain."""
-    c = f.compile()
-    n_links = c.n_links
+    n_links = len(link_capacity(f))  # compiled links, then bundle ports
     loads = np.zeros(n_links)
     path_intra = path_inter = 0.0
     inter_share = 0.0
@@ -514,7 +582,8 @@ def lower_bound(f: Fabric, specs: list[PhaseSpec], ranks: tuple, nbytes: float, 
     """A time no protocol can beat for these phases, without routing: protocol hop
     latencies, and each rank's outgoing bytes over its links' total effective capacity."""
     c = f.compile()
-    out_cap = np.bincount(c.link_src, weights=link_capacity(f), minlength=len(c.node_names))
+    out_cap = np.bincount(c.link_src, weights=link_capacity(f)[:len(c.link_src)],
+                          minlength=len(c.node_names))
     rank_cap = out_cap[[c.node_index[r] for r in ranks]]
     pos = {r: i for i, r in enumerate(ranks)}
     fastest = max(pr.bandwidth_factor for pr in cat.protocols.values())

@@ -182,6 +182,9 @@ class Fabric:
         # NCCL_COLLNET_ENABLE: CollNet (InfiniBand SHARP) is off unless the proposal turns
         # it on (NCCL's default; it needs the SHARP plugin and an aggregation manager)
         self.collnet = False
+        # flows per GPU pair that ECMP hashes apart (NCCL queue pairs per connection with
+        # a QP-aware switch hash, Meta's E-ECMP); 1: one flow, NCCL's default
+        self.ecmp_flows = 1
         self.meta: dict[str, Any] = dict(meta or {})
         self.accelerators: list[str] = []
         self.domains: list[list[str]] = []

@@ -7,6 +7,7 @@ A proposal looks like::
     builder: rail_optimized
     routing: adaptive            # optional: ecmp | spray | adaptive
     collnet: true                # optional: NCCL_COLLNET_ENABLE=1 (InfiniBand SHARP); off
+    ecmp_flows: 16               # optional: flows per GPU pair ECMP hashes apart; 1
     catalog: my_catalog/         # optional: extra catalog directory, relative to this file
     params:
       node: DGX-H100
@@ -173,7 +174,8 @@ def load_topology(path: str | Path, overrides: list[str] | None = None) -> Fabri
     doc = load_yaml(path)
     file = doc.file
     apply_overrides(doc.data, overrides, file=file)
-    known = ("name", "description", "builder", "routing", "collnet", "catalog", "params")
+    known = ("name", "description", "builder", "routing", "collnet", "ecmp_flows", "catalog",
+             "params")
     for key in doc.keys():
         if key not in known:
             raise doc.error(key, f"unknown field {key!r} (known here: {', '.join(known)})")
@@ -182,6 +184,9 @@ def load_topology(path: str | Path, overrides: list[str] | None = None) -> Fabri
     builder = doc.string("builder", choices=tuple(BUILDERS))
     routing = doc.string("routing", None, choices=POLICIES)
     collnet = doc.boolean("collnet", False)
+    ecmp_flows = doc.integer("ecmp_flows", 1, minimum=1)
+    if ecmp_flows > 64:
+        raise doc.error("ecmp_flows", f"at most 64 flows per GPU pair, got {ecmp_flows}")
     extra = doc.string("catalog", None)
     if extra is not None:
         cdir = (Path(file).parent / extra)
@@ -206,6 +211,7 @@ def load_topology(path: str | Path, overrides: list[str] | None = None) -> Fabri
     if routing:
         f.routing = routing
     f.collnet = collnet
+    f.ecmp_flows = ecmp_flows
     import networkx as nx
 
     if f.ocs is None and f.graph.number_of_nodes() and not nx.is_weakly_connected(f.graph):

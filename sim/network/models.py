@@ -80,11 +80,19 @@ class Transfer:
 
 
 def effective_capacity(fabric: Fabric) -> np.ndarray:
-    """Per-link capacity (bytes/s) times the protocol efficiency of its technology."""
+    """Per-link capacity (bytes/s) times the protocol efficiency of its technology: the
+    compiled links, then the port links of their cable bundles (one cable each, see
+    :mod:`sim.fabric.ports`), which ECMP flows load besides the bundle."""
+    from ..fabric.ports import ecmp_ports
+
     c = fabric.compile()
     eff = np.array([fabric.catalog.links[t].protocol_efficiency if t in fabric.catalog.links
                     else 1.0 for t in c.tech_names])
-    return c.capacity_Bps * eff[c.tech]
+    edge = c.capacity_Bps * eff[c.tech]
+    p = ecmp_ports(fabric)
+    if not len(p.parent):
+        return edge
+    return np.concatenate([edge, edge[p.parent] / p.count[p.parent]])
 
 
 @dataclass
@@ -123,8 +131,10 @@ class NetworkModel:
     def __init__(self, env: simpy.Environment, fabric: Fabric):
         self.env = env
         self.fabric = fabric
-        self.capacity = effective_capacity(fabric)
+        self.capacity = effective_capacity(fabric)  # links, then bundle ports
         self.n_links = len(self.capacity)
+        self.n_edges = len(fabric.compile().link_src)
+        self.edge_capacity = self.capacity[:self.n_edges]
         self.transfers: list[Transfer] = []
         self.segments: list[_Segment] = []
         self.done: dict[int, tuple[float, float]] = {}  # tid -> (start, end)
@@ -140,7 +150,8 @@ class NetworkModel:
 
     # ------------------------------------------------------------- counters
     def link_bytes(self, t0: float = 0.0, t1: float | None = None) -> np.ndarray:
-        """Bytes each link carried between ``t0`` and ``t1`` (default: until now)."""
+        """Bytes each compiled link carried between ``t0`` and ``t1`` (default: until now;
+        the bundle ports' bytes are their bundle's, not counted twice)."""
         t1 = self.env.now if t1 is None else t1
         out = np.zeros(self.n_links)
         moved: dict[int, float] = {}  # bytes moved on each transfer's most loaded link
@@ -151,7 +162,7 @@ class NetworkModel:
         for tid, m in moved.items():
             tr = self.transfers[tid]
             np.add.at(out, tr.links, tr.nbytes * (m / tr.nbytes.max()))
-        return out
+        return out[:self.n_edges]
 
     def _open_segments(self) -> list[_Segment]:
         """Rate segments of transfers still in flight, not yet recorded."""
@@ -161,8 +172,8 @@ class NetworkModel:
         """Fraction of each link's effective capacity used between ``t0`` and ``t1``."""
         t1 = self.env.now if t1 is None else t1
         if t1 <= t0:
-            return np.zeros(self.n_links)
-        return self.link_bytes(t0, t1) / (self.capacity * (t1 - t0))
+            return np.zeros(self.n_edges)
+        return self.link_bytes(t0, t1) / (self.edge_capacity * (t1 - t0))
 
 
 class AnalyticalNetwork(NetworkModel):

@@ -110,8 +110,8 @@ def training_result(w, fabric, acc, net, busy, ends, start, mem, worst) -> Train
     tokens = w.global_batch * w.seq_len
     breakdown = breakdown_of(busy, step)
     lb = net.link_bytes(start, start + step)
-    util = lb / (net.capacity * step) if step > 0 else lb * 0
-    links = link_table(fabric, lb, net.capacity, step, top=10)
+    util = lb / (net.edge_capacity * step) if step > 0 else lb * 0
+    links = link_table(fabric, lb, net.edge_capacity, step, top=10)
     stage_df = pd.DataFrame([{"stage": s, **busy[s], "end_s": ends[s] - start,
                               "memory_bytes": mem[s]["total"]} for s in range(P)])
     return TrainingResult(
