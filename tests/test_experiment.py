@@ -288,3 +288,21 @@ def test_rail_only_study_saves_network_not_step_time_at_1k():
     for b in ("rail_only", "leaf_spine"):
         assert t.loc[b, "step_time_s"] == pytest.approx(t.loc["rail_optimized",
                                                               "step_time_s"], rel=0.005)
+
+
+def test_a_changed_simulator_reruns_points_instead_of_reusing_them(tmp_path, monkeypatch):
+    """The resume key holds the version and a fingerprint of the code and the bundled
+    catalog: parts written by other code are not taken as this code's rows."""
+    import re
+
+    import sim.experiment as ex
+
+    p = _study(tmp_path, {"workload.batch.global": [32, 64]})
+    out = tmp_path / "res"
+    a = sweep(p, out=out, workers=1, progress=False)
+    assert re.fullmatch(r"fabsim \S+\+[0-9a-f]{12}", a["version"].iloc[0])
+    monkeypatch.setattr(ex, "_version", lambda: "fabsim 0.0.0+edited")
+    b = sweep(p, out=out, workers=1, progress=False)
+    assert set(a["spec_hash"]).isdisjoint(b["spec_hash"])
+    assert (b["version"] == "fabsim 0.0.0+edited").all()
+    assert len(list((out / "parts").glob("*.parquet"))) == 4

@@ -23,7 +23,8 @@ inference service, optional economic assumptions, and axes over any of their fie
     metrics: [step_time_s, mfu, usd_per_M_train_tokens]
 
 Each point's *resolved spec* is the YAML text of every file after its overrides, with the
-seed (services only), network model, duration and simulator version; its sha256 is the
+seed (services only), network model, duration and simulator version (with a fingerprint
+of the package's code and bundled catalog, so an edited model reruns); its sha256 is the
 row's ``spec_hash``. Finished points are written at once as ``out/parts/<hash>.parquet``
 (atomic rename), so a killed sweep loses nothing finished and a rerun skips them; the end
 writes ``out/results.parquet`` sorted by (point, seed).
@@ -77,9 +78,28 @@ def _progress(total: int, enabled: bool):
 
 # ------------------------------------------------------------------------------ sweep
 def _version() -> str:
+    """The simulator's version and a fingerprint of its code and bundled catalog: a part
+    computed by other code (an edited model, a changed catalog price) is not reused."""
     from .. import __version__
 
-    return f"fabsim {__version__}"
+    return f"fabsim {__version__}+{_fingerprint()}"
+
+
+_FINGERPRINT: list = []
+
+
+def _fingerprint() -> str:
+    if not _FINGERPRINT:
+        from ..catalog import BUNDLED_CATALOG
+
+        pkg = Path(__file__).resolve().parents[1]
+        h = hashlib.sha256()
+        for root, pattern in ((pkg, "*.py"), (Path(BUNDLED_CATALOG), "*.yaml")):
+            for p in sorted(root.rglob(pattern)):
+                h.update(str(p.relative_to(root)).encode())
+                h.update(p.read_bytes())
+        _FINGERPRINT.append(h.hexdigest()[:12])
+    return _FINGERPRINT[0]
 
 
 def _column(vals: list) -> list:
