@@ -243,6 +243,7 @@ def test_oversubscription_study_dense_does_not_care_moe_a_little():
     cheaper per token; DeepSeek-V3's step is slower at 7:1 (its DP and pipeline traffic
     crosses pods), by a few per cent, not more."""
     df = _quick("oversubscription")
+    assert set(df["topology.routing"]) == {"ecmp"}  # the proposal's E-ECMP, 16 flows
     t = df.set_index(["topology.params.tiers[1].oversubscription", "workload.model"])
     assert t.loc[(7, "llama3.1-405b"), "step_time_s"] == pytest.approx(
         t.loc[(1, "llama3.1-405b"), "step_time_s"], rel=1e-3)

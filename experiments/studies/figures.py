@@ -47,9 +47,11 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def oversubscription(df: pd.DataFrame) -> tuple[plt.Figure, pd.DataFrame]:
-    d = _ok(df)
+    d = _ok(df).copy()
     ov = "topology.params.tiers[1].oversubscription"
-    t = d.pivot_table(index=ov, columns="workload.name",
+    d["job"] = d["workload.name"] + ", " + d["topology.routing"].map(
+        {"ecmp": "E-ECMP (16 flows)", "adaptive": "adaptive"}).fillna(d["topology.routing"])
+    t = d.pivot_table(index=ov, columns="job",
                       values=["step_time_s", "usd_per_M_train_tokens", "capex_network_USD"])
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
     for i, (col, lab) in enumerate([("step_time_s", "step time (s)"),
