@@ -9,6 +9,7 @@ document together with where it came from; its accessors convert units to SI (vi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,50 @@ import yaml
 from . import units
 from .errors import ConfigError
 
-__all__ = ["Node", "load_yaml", "apply_overrides"]
+__all__ = ["Node", "load_yaml", "parse_yaml", "apply_overrides"]
 
 _MISSING = object()
+
+
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader that refuses a mapping with the same key twice (YAML lets the last
+    one win silently)."""
+
+
+def _mapping(loader, node, deep=False):
+    seen: dict = {}
+    for k_node, _ in node.value:
+        k = loader.construct_object(k_node, deep=deep)
+        try:
+            hash(k)
+        except TypeError:
+            continue  # let the base constructor report an unhashable key
+        if k in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {k!r} (first at line {seen[k]})",
+                k_node.start_mark)
+        seen[k] = k_node.start_mark.line + 1
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def parse_yaml(text: str, *, file: str | None = None, field: str | None = None) -> Any:
+    """YAML text to Python values, a duplicate key being an error.
+
+    Raises
+    ------
+    ConfigError
+        One line: where (line, column) and what is wrong.
+    """
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"invalid YAML{where}: {problem}", file=file, field=field) from None
 
 
 def load_yaml(path: str | Path) -> Node:
@@ -33,18 +75,21 @@ def load_yaml(path: str | Path) -> Node:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a file", file=str(path)) from None
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror}", file=str(path)) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                          "save the file as UTF-8", file=str(path)) from None
+    if "\x00" in text:
+        raise ConfigError("not a text file (it contains NUL bytes)", file=str(path))
+    data = parse_yaml(text, file=str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -82,7 +127,7 @@ def apply_overrides(data: dict, overrides: list[str] | None, *, file: str | None
         last = steps[-1][0]
         if isinstance(last, int):
             _override_get(cur, last, key, file)  # the index must exist
-        cur[last] = yaml.safe_load(raw)
+        cur[last] = parse_yaml(raw, file=file, field=key) if raw.strip() else None
     return data
 
 
@@ -215,6 +260,8 @@ class Node:
             return v
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.error(key, f"expected a number, got {_typename(v)} {v!r}")
+        if not math.isfinite(v):
+            raise self.error(key, f"must be a finite number, got {v!r}")
         if low is not None and (v <= low if low_open else v < low):
             raise self.error(key, f"must be {'>' if low_open else '>='} {low}, got {v}")
         if high is not None and v > high:

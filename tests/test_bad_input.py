@@ -384,6 +384,54 @@ def test_an_override_indexes_a_list_and_a_bad_index_is_one_line(tmp_path, capsys
         assert msg.startswith(f"{path}: {field}: ") and frag in msg, msg
 
 
+SVC = Path(__file__).resolve().parent.parent / "workloads" / "llama3-70b-serve-16x.yaml"
+
+
+@pytest.mark.parametrize("name, content, fragment", [
+    ("dup.yaml", b"name: x\nbuilder: scale_up\nname: y\n",
+     "duplicate key 'name' (first at line 1)"),
+    ("nested-dup.yaml", b"name: x\nbuilder: scale_up\nparams: {node: DGX-H100, node: B}\n",
+     "duplicate key 'node'"),
+    ("latin1.yaml", "name: caf\u00e9\nbuilder: scale_up\n".encode("latin-1"),
+     "not UTF-8 text (byte 0xe9"),
+    ("utf16.yaml", "name: x\n".encode("utf-16"), "not UTF-8 text (byte 0xff at offset 0)"),
+    ("binary.yaml", b"name: x\x00\x01\x02", "not a text file"),
+])
+def test_a_file_that_is_not_clean_utf8_yaml_is_one_line(tmp_path, capsys, name, content,
+                                                         fragment):
+    """Every file goes through one reader (sim.spec.load_yaml): bytes that are not UTF-8,
+    NUL bytes and a key given twice (YAML would let the last win silently) end in one
+    line naming the file."""
+    p = tmp_path / name
+    p.write_bytes(content)
+    msg = _run_bad(["topo", "show", str(p)], capsys)
+    assert msg.startswith(f"{p}: ") and fragment in msg, msg
+    msg = _run_bad(["serve", "--topology", str(TOPO / "dgx-h100-superpod-ib.yaml"),
+                    "--service", str(p), "--duration", "1s"], capsys)
+    assert msg.startswith(f"{p}: ") and fragment in msg, msg
+
+
+def test_a_directory_given_as_a_file_is_one_line(tmp_path, capsys):
+    msg = _run_bad(["topo", "show", str(tmp_path)], capsys)
+    assert msg == f"{tmp_path}: is a directory, not a file"
+
+
+@pytest.mark.parametrize("over, field, fragment", [
+    ("batching.kv_fraction=.nan", "batching.kv_fraction", "must be a finite number, got nan"),
+    ("arrival.cv=.inf", "arrival.cv", "must be a finite number, got inf"),
+    ("arrival.rate=-.inf", "arrival.rate", "must be a finite number"),
+    ("batching.max_batch=[1,", "batching.max_batch", "invalid YAML"),
+    ("=3", None, "override path '' is empty"),
+])
+def test_nan_inf_and_unparsable_overrides_are_one_line(capsys, over, field, fragment):
+    msg = _run_bad(["serve", "--topology", str(TOPO / "dgx-h100-superpod-ib.yaml"),
+                    "--service", str(SVC), "--wset", over, "--duration", "1s"], capsys)
+    assert fragment in msg, msg
+    assert msg.split(": ")[0].endswith(SVC.name), msg
+    if field:
+        assert f": {field}: " in msg, msg
+
+
 def test_good_then_bad_proposal_fails(tmp_path, capsys):
     """With several proposals, the first bad one ends the run with status 2."""
     bad = _write(tmp_path, {"name": "x", "builder": "scale_up",
