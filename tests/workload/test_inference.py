@@ -511,3 +511,31 @@ def test_busy_fraction_of_every_interval_is_at_most_one(dgx, seed):
     span = r.summary["duration_s"]
     total = float((iv["busy_fraction"] * 0.25 * s.replicas).sum())
     assert total == pytest.approx(r.summary["busy_fraction"] * span * s.replicas, rel=1e-9)
+
+
+def test_prompts_longer_than_the_context_are_rejected_and_all_of_them_is_infeasible(dgx):
+    """A prompt longer than the model's context (Llama 3 8B: 8,192 tokens) is turned away
+    at admission, as vLLM does with max_model_len; the rest are served."""
+    s = _service(model=L8, prompt=Lengths("lognormal", 4000, 0.8, 1, 20000),
+                 output=Lengths("fixed", 16))
+    r = simulate_service(dgx, s, 10.0)
+    _accounted(r)
+    req = r.requests
+    over = req["prompt_tokens"] > L8.max_seq_len
+    assert over.sum() > 3
+    assert (req.loc[over, "status"] == "rejected: prompt_over_context").all()
+    assert (req.loc[~over, "status"] == "finished").all()
+
+
+def test_a_service_whose_every_prompt_exceeds_the_context_or_min_above_max_is_one_line(
+        tmp_path, capsys):
+    for edit, frag in [({"model": "llama3-8b", "prompt_tokens": 20000},
+                        "prompt_tokens: every prompt has at least 20000 tokens, above Llama "
+                        "3 8B's context of 8192"),
+                       ({"prompt_tokens": {"dist": "uniform", "min": 900, "max": 100}},
+                        "prompt_tokens.min: min 900 is above max 100")]:
+        p = _svc_file(tmp_path, **edit)
+        rc = main(["serve", "--topology", str(ROOT / "topologies" / "dgx-h100-superpod-ib.yaml"),
+                   "--service", str(p), "--duration", "1s"])
+        out, err = capsys.readouterr()
+        assert rc == 2 and len(err.splitlines()) == 1 and frag in err, err

@@ -30,7 +30,7 @@ __all__ = ["ServiceJob", "replica_groups", "REJECT_REASONS"]
 
 #: Why a request was turned away at admission (a request row's ``status`` is
 #: ``finished``, ``rejected: <reason>`` or ``unfinished``: still in flight at the end).
-REJECT_REASONS = ("prompt_over_token_budget",)
+REJECT_REASONS = ("prompt_over_token_budget", "prompt_over_context")
 
 
 def replica_groups(s: ServiceSpec, f: Fabric) -> list[list[str]]:
@@ -154,10 +154,9 @@ class ServiceJob:
             dt = self.arr[i] + self.t0 - env.now
             if dt > 0:
                 yield env.timeout(dt)
-            if not self.spec.chunked_prefill and self.plen[i] > self.spec.token_budget:
-                # without chunked prefill a prompt must fit one iteration's token budget;
-                # vLLM rejects a longer one at admission (max_num_batched_tokens)
-                self.rejected[i] = REJECT_REASONS.index("prompt_over_token_budget") + 1
+            why = self._rejection(i)
+            if why:
+                self.rejected[i] = REJECT_REASONS.index(why) + 1
                 self.all_done()
                 continue
             r = router.pick(self.outstanding[:pool])
@@ -166,6 +165,17 @@ class ServiceJob:
             self.queues[r].append(i)
             if not self.wake[r].triggered:
                 self.wake[r].succeed()
+
+    def _rejection(self, i: int) -> str:
+        """Why request ``i`` is turned away at admission ("" if it is not), as vLLM does:
+        a prompt longer than the model's context (max_model_len), or, without chunked
+        prefill, longer than one iteration's token budget (max_num_batched_tokens)."""
+        s = self.spec
+        if self.plen[i] > s.model.max_seq_len:
+            return "prompt_over_context"
+        if not s.chunked_prefill and self.plen[i] > s.token_budget:
+            return "prompt_over_token_budget"
+        return ""
 
     def send_kv(self, i: int, r: int, d: int) -> None:
         """Start moving request ``i``'s KV from prefill replica ``r`` to decode replica

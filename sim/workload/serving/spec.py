@@ -93,8 +93,19 @@ def read_length_field(n: Node, key: str) -> Lengths:
                                  low=1.0),
                   d.number("sigma", 0.0, low=0.0),
                   d.integer("min", 1, minimum=1), d.integer("max", 10**9, minimum=1), values)
+    if out.low > out.high:
+        raise d.error("min", f"min {out.low} is above max {out.high}")
     d.done()
     return out
+
+
+def shortest(ln: Lengths) -> int:
+    """The fewest tokens a draw from ``ln`` can have."""
+    if ln.dist == "fixed":
+        return int(np.clip(round(ln.mean), max(1, ln.low), ln.high))
+    if ln.dist == "empirical" and ln.values:
+        return int(np.clip(min(ln.values), max(1, ln.low), ln.high))
+    return max(1, ln.low)
 
 
 def load_service(path: str | Path, overrides: list[str] | None = None,
@@ -159,6 +170,10 @@ def load_service(path: str | Path, overrides: list[str] | None = None,
         raise InfeasibleError(f"{doc.file}: disaggregation.prefill_replicas: "
                               f"{s.prefill_replicas} prefill replicas leave none of the "
                               f"{s.replicas} for decode")
+    if shortest(s.prompt) > model.max_seq_len:
+        raise InfeasibleError(f"{doc.file}: prompt_tokens: every prompt has at least "
+                              f"{shortest(s.prompt)} tokens, above {model.name}'s context of "
+                              f"{model.max_seq_len} (max_seq_len)")
     if model.heads % s.tp:
         raise InfeasibleError(f"{doc.file}: parallelism.tp: {model.heads} heads are not "
                               f"divisible by tp={s.tp}")
