@@ -258,6 +258,11 @@ class Node:
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
+        if isinstance(v, str):  # YAML 1.1 reads 1e12 (no exponent sign) as a string
+            try:
+                v = float(v.strip())
+            except ValueError:
+                raise self.error(key, f"expected a number, got string {v!r}") from None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.error(key, f"expected a number, got {_typename(v)} {v!r}")
         if not math.isfinite(v):

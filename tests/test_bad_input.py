@@ -422,6 +422,8 @@ def test_a_directory_given_as_a_file_is_one_line(tmp_path, capsys):
     ("arrival.rate=-.inf", "arrival.rate", "must be a finite number"),
     ("batching.max_batch=[1,", "batching.max_batch", "invalid YAML"),
     ("=3", None, "override path '' is empty"),
+    ("arrival.rate=1e12", "arrival.rate", "more than the 10,000,000 one run holds"),
+    ("arrival.rate=fast", "arrival.rate", "expected a number, got string 'fast'"),
 ])
 def test_nan_inf_and_unparsable_overrides_are_one_line(capsys, over, field, fragment):
     msg = _run_bad(["serve", "--topology", str(TOPO / "dgx-h100-superpod-ib.yaml"),

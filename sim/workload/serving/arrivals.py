@@ -11,11 +11,15 @@ import csv
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...errors import ConfigError, InfeasibleError
 from .lengths import paired_lengths
 from .spec import ServiceSpec
 
-__all__ = ["draw_arrivals"]
+__all__ = ["draw_arrivals", "MAX_REQUESTS"]
+
+#: Requests one simulated service may draw (per-request state is ~200 bytes in a dozen
+#: arrays, and each request is several events): a pre-flight bound, not a tuning knob.
+MAX_REQUESTS = 10_000_000
 
 
 def draw_arrivals(s: ServiceSpec, duration: float, rng: np.random.Generator):
@@ -34,20 +38,29 @@ def draw_arrivals(s: ServiceSpec, duration: float, rng: np.random.Generator):
                               f"({e})", file=s.trace) from None
         keep = t <= duration
         return t[keep], pl[keep], ol[keep]
+    expected = s.rate if s.arrival == "all-at-once" else s.rate * duration
+    if expected > MAX_REQUESTS:
+        raise InfeasibleError(
+            f"{s.file or s.name}: arrival.rate: about {expected:.3g} requests "
+            + ("at once" if s.arrival == "all-at-once" else
+               f"({s.rate:g}/s over {duration:g} s)")
+            + f", more than the {MAX_REQUESTS:,} one run holds in memory; lower the rate "
+            "or shorten the duration")
     if s.arrival == "all-at-once":
         n = int(s.rate)
         t = np.zeros(n)
     else:
         n_guess = int(s.rate * duration * 1.2 + 20)
-        if s.arrival == "poisson":
-            gaps = rng.exponential(1.0 / s.rate, n_guess)
-        else:
-            k = 1.0 / s.cv**2
-            gaps = rng.gamma(k, 1.0 / (s.rate * k), n_guess)
-        t = np.cumsum(gaps)
-        while t[-1] < duration:
-            more = rng.exponential(1.0 / s.rate, n_guess)
-            t = np.concatenate([t, t[-1] + np.cumsum(more)])
+        k = 1.0 / s.cv**2
+
+        def gaps(m: int) -> np.ndarray:
+            if s.arrival == "poisson":
+                return rng.exponential(1.0 / s.rate, m)
+            return rng.gamma(k, 1.0 / (s.rate * k), m)
+
+        t = np.cumsum(gaps(n_guess))
+        while t[-1] < duration:  # the same process, continued
+            t = np.concatenate([t, t[-1] + np.cumsum(gaps(n_guess))])
         t = t[t <= duration]
         n = len(t)
     if paired_lengths(s.prompt, s.output):
