@@ -12,7 +12,7 @@ import json
 import sys
 
 from .engine import DEFAULT_NETWORK, NETWORKS
-from .errors import SimError
+from .errors import ConfigError, SimError
 
 __all__ = ["main"]
 
@@ -286,6 +286,42 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"SLO attainment {m['slo_attainment'] * 100:.1f}%")
     print(f"busy {m['busy_fraction'] * 100:.1f}% of the time, HBM bandwidth "
           f"{m['hbm_utilization'] * 100:.1f}%")
+    return 0
+
+
+def _goodput(args: argparse.Namespace) -> int:
+    from .fabric import load_topology
+    from .units import parse
+    from .workload import load_workload
+    from .workload.goodput import best_interval, load_failures, simulate_goodput
+    from .workload.goodput.text import aggregate, format_goodput
+    from .workload.training import simulate_training
+
+    f = load_topology(args.topology, args.set)
+    w = load_workload(args.workload, args.wset, catalog=f.catalog)
+    m = load_failures(args.failures)
+    dur = parse(args.duration, "time", field="--duration")
+    iv = None if args.checkpoint_interval in (None, "auto") else \
+        parse(args.checkpoint_interval, "time", field="--checkpoint-interval")
+    if args.seeds < 1:
+        raise ConfigError(f"must be at least 1, got {args.seeds}", field="--seeds")
+    seeds = list(range(args.seeds))
+    step = simulate_training(f, w, network=args.network).step_time_s  # once per layout
+    res = [simulate_goodput(f, w, m, dur, seed=s, step_s=step, interval_s=iv) for s in seeds]
+    scan = best_interval(f, w, m, dur, seeds, step) if args.scan else None
+    agg = aggregate(res)
+    if args.plot:
+        from .workload.goodput.plot import plot_goodput
+
+        plot_goodput(res[0], args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        if scan is not None:
+            agg["scan"] = {k: (v.to_dict(orient="records") if hasattr(v, "to_dict") else v)
+                           for k, v in scan.items()}
+        print(json.dumps(agg, indent=1, default=float))
+        return 0
+    print(format_goodput(f"{w.name} on {f.name}", agg, res, scan))
     return 0
 
 
@@ -735,6 +771,29 @@ def _add_review(sub) -> None:
     rvw.set_defaults(func=_review)
 
 
+def _add_goodput(sub) -> None:
+    """The `fabsim goodput` sub-command."""
+    g = sub.add_parser("goodput", help="a training job over weeks with failures, "
+                       "checkpoints and restarts: ETTR, goodput, time lost by kind")
+    g.add_argument("--topology", required=True)
+    g.add_argument("--workload", required=True)
+    g.add_argument("--duration", default="30d", help="simulated wall time, e.g. 54d")
+    g.add_argument("--seeds", type=int, default=3, help="independent failure histories")
+    g.add_argument("--failures", metavar="YAML", help="failure classes / restart / "
+                   "checkpoint settings over topologies/reliability/failures.yaml")
+    g.add_argument("--checkpoint-interval", metavar="TIME|auto", default=None,
+                   help="default: the failures file's (auto: Young/Daly)")
+    g.add_argument("--scan", action="store_true", help="also find the interval that "
+                   "maximises goodput (9 intervals x seeds)")
+    g.add_argument("--network", default=DEFAULT_NETWORK, choices=NETWORKS,
+                   help="model of the healthy step")
+    g.add_argument("--plot", metavar="PNG", help="timeline of the first seed")
+    g.add_argument("--json", action="store_true")
+    g.add_argument("--set", action="append", metavar="PATH=VALUE")
+    g.add_argument("--wset", action="append", metavar="PATH=VALUE")
+    g.set_defaults(func=_goodput)
+
+
 def _add_sweep(sub) -> None:
     """The `fabsim sweep` sub-command."""
     sw = sub.add_parser("sweep", help="run a study: every point of its axes x seeds, one "
@@ -770,8 +829,8 @@ def _add_validate(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fabsim", description="Simulate AI data-center fabrics.")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_topo, _add_collective, _add_train, _add_serve, _add_run, _add_compare,
-                _add_plan, _add_review, _add_sweep, _add_validate):
+    for add in (_add_topo, _add_collective, _add_train, _add_serve, _add_goodput, _add_run,
+                _add_compare, _add_plan, _add_review, _add_sweep, _add_validate):
         add(sub)
     return p
 

@@ -49,6 +49,8 @@ _TIME = {
     "ps": F(1, 10**12),
     "min": F(60),
     "h": F(3600),
+    "d": F(86400),  # days (weeks-long goodput runs)
+    "days": F(86400),
 }
 _LENGTH = {"mm": F(1, 10**3), "cm": F(1, 10**2), "km": F(10**3)}
 
