@@ -134,6 +134,7 @@ def _proposal(path, workload, service, a: Assumptions, duration_s: float, networ
         for k, v in tr.breakdown.items():
             if k != "critical_stage":
                 rec[f"step_{k}_s"] = v
+        rec.update(_goodput(f, tr, rec["usd_per_M_train_tokens"]))
     if sv is not None:
         m = sv.summary
         gpus = sv.service.gpus
@@ -200,6 +201,9 @@ _ROWS = [  # (column, label, kind, higher is better)
     ("train_tokens_per_s", "training tokens/s", "num", True),
     ("usd_per_step", "$ per training step", "usd2", False),
     ("usd_per_M_train_tokens", "$ per M training tokens", "usd2", False),
+    ("ettr", "effective training time (30 days, failures)", "pct", True),
+    ("usd_per_M_good_train_tokens", "$ per M training tokens, goodput-adjusted", "usd2",
+     False),
     ("train_tokens_per_kWh", "perf/W: training tokens per kWh", "num", True),
     ("ttft_p50_s", "TTFT p50", "ms", False),
     ("ttft_p99_s", "TTFT p99", "ms", False),
@@ -209,6 +213,23 @@ _ROWS = [  # (column, label, kind, higher is better)
     ("usd_per_M_served_tokens", "$ per M served tokens", "usd2", False),
     ("served_tokens_per_kWh", "perf/W: served tokens per kWh", "num", True),
 ]
+
+
+GOODPUT_DAYS = 30
+GOODPUT_SEEDS = 3
+
+
+def _goodput(f, tr, usd_per_M: float) -> dict:
+    """The training job's effective training time ratio over 30 days with the bundled
+    failure model (3 seeds, the healthy step reused) and its goodput-adjusted cost."""
+    from .workload.goodput import load_failures, simulate_goodput
+
+    m = load_failures()
+    ettr = float(np.mean([simulate_goodput(f, tr.workload, m, GOODPUT_DAYS * 86400.0,
+                                           seed=s, step_s=tr.step_time_s).summary["ettr"]
+                          for s in range(GOODPUT_SEEDS)]))
+    return {"ettr": ettr, "usd_per_M_good_train_tokens": usd_per_M / ettr,
+            "spare_policy": m.policy}
 
 
 def _fmt(v, kind: str) -> str:

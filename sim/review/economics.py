@@ -62,6 +62,10 @@ def economics(run: ProposalRun, review: Review, a: Assumptions | None = None,
         rec[f"{key}: tokens_per_s_per_gpu"] = tps
         rec[f"{key}: usd_per_M_tokens"] = per_acc_s / (tps * utilization) * 1e6
         rec[f"{key}: tokens_per_kWh"] = tps * utilization * HOURS / kw_per_acc
+        ettr = getattr(o, "ettr", None)
+        if ettr:  # a training job: the cost of a token that survives failures
+            rec[f"{key}: ettr"] = ettr
+            rec[f"{key}: usd_per_M_good_tokens"] = rec[f"{key}: usd_per_M_tokens"] / ettr
         fleet_tps += o.entry.share * n * tps * utilization
         cap = getattr(o, "capacity", None)
         if cap is not None:  # a service: the fleet's replicas and the tail at the SLO rate

@@ -52,6 +52,10 @@ def comparison_rows(df: pd.DataFrame) -> list[list[str]]:
             rows += [(c, f"{job}: tokens/s per GPU", "num"),
                      (f"{job}: usd_per_M_tokens", f"{job}: $ per M tokens", "usd3"),
                      (f"{job}: tokens_per_kWh", f"{job}: tokens per kWh", "num")]
+            if f"{job}: ettr" in df.columns:
+                rows += [(f"{job}: ettr", f"{job}: effective training time (30 d)", "pct"),
+                         (f"{job}: usd_per_M_good_tokens",
+                          f"{job}: $ per M tokens, goodput-adjusted", "usd3")]
     for c in df.columns:
         if c.endswith(": replicas"):
             job = c.split(": ")[0]

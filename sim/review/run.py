@@ -14,6 +14,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..cost import bill_of_materials
@@ -40,6 +41,7 @@ class TrainingOutcome:
     planned: bool = False
     plan_note: str = ""
     error: str | None = None
+    ettr: float | None = None  # effective training time ratio under failures (30 days)
 
     @property
     def tokens_per_s_per_gpu(self) -> float | None:
@@ -122,7 +124,27 @@ def gpu_counts(n: int) -> list[int]:
     return [n, *smooth]
 
 
+GOODPUT_DAYS, GOODPUT_SEEDS = 30, 3
+
+
+def _with_goodput(f: Fabric, out: TrainingOutcome) -> TrainingOutcome:
+    """The job's effective training time ratio over 30 days with the bundled failure
+    model (3 seeds; the simulated healthy step reused)."""
+    if out.result is not None:
+        from ..workload.goodput import load_failures, simulate_goodput
+
+        m = load_failures()
+        out.ettr = float(np.mean([simulate_goodput(
+            f, out.result.workload, m, GOODPUT_DAYS * 86400.0, seed=s,
+            step_s=out.result.step_time_s).summary["ettr"] for s in range(GOODPUT_SEEDS)]))
+    return out
+
+
 def _run_training(f: Fabric, e: TrainingEntry, network: str) -> TrainingOutcome:
+    return _with_goodput(f, _run_training_step(f, e, network))
+
+
+def _run_training_step(f: Fabric, e: TrainingEntry, network: str) -> TrainingOutcome:
     out = TrainingOutcome(e)
     try:
         w = load_workload(e.workload, e.overrides, catalog=f.catalog)

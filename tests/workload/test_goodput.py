@@ -126,3 +126,19 @@ def test_a_bad_failures_file_is_one_line(tmp_path, capsys, doc, frag):
                str(p), "--duration", "1d", "--network", "analytical"])
     out, err = capsys.readouterr()
     assert rc == 2 and len(err.splitlines()) == 1 and frag.split(":")[0] in err, err
+
+
+def test_compare_gives_the_goodput_adjusted_cost_of_training(capsys):
+    """The design review's side-by-side: each proposal's 30-day ETTR under the bundled
+    failure model, and $ per M training tokens divided by it (never cheaper)."""
+    import json
+
+    rc = main(["compare", str(ROOT / "topologies" / "dgx-h100-superpod-ib.yaml"),
+               "--workload", str(ROOT / "workloads" / "llama3-70b-1k.yaml"), "--network",
+               "analytical", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    r = rows[0]
+    assert 0.95 < r["ettr"] < 1.0 and r["spare_policy"] == "spares"
+    assert r["usd_per_M_good_train_tokens"] == pytest.approx(
+        r["usd_per_M_train_tokens"] / r["ettr"])
