@@ -515,38 +515,33 @@ def _read_library(n: Node) -> Library:
     return lib
 
 
-def _tree_correction(n: Node) -> dict:
-    """``tree_correction``: protocol -> factors in (0, 1] by log2(bytes / 64)."""
-    if "tree_correction" not in n:
+def _number_lists(n: Node, key: str, ok, expect: str, scale: float = 1.0) -> dict:
+    """``key``: a mapping of name -> list of numbers, each list passing ``ok`` (else one
+    line naming the entry and ``expect``); values times ``scale``, as tuples."""
+    if key not in n:
         return {}
-    m = n.sub("tree_correction")
+    m = n.sub(key)
     out = {}
     for k in m.keys():
         v = m.raw(k)
         if not (isinstance(v, list) and v and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 1
-                for x in v)):
-            raise m.error(k, f"expected a list of factors in (0, 1], got {v!r}")
-        out[k] = tuple(float(x) for x in v)
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) and ok(v)):
+            raise m.error(k, f"expected {expect}, got {v!r}")
+        out[k] = tuple(float(x) * scale for x in v)
     m.done()
     return out
+
+
+def _tree_correction(n: Node) -> dict:
+    """``tree_correction``: protocol -> factors in (0, 1] by log2(bytes / 64)."""
+    return _number_lists(n, "tree_correction", lambda v: all(0 < x <= 1 for x in v),
+                         "a list of factors in (0, 1]")
 
 
 def _ll_caps(n: Node) -> dict:
     """``ll_max_busbw``: accelerator id (or "default") -> three GB/s figures, as B/s."""
-    if "ll_max_busbw" not in n:
-        return {}
-    m = n.sub("ll_max_busbw")
-    out = {}
-    for k in m.keys():
-        v = m.raw(k)
-        if not (isinstance(v, list) and len(v) == 3 and
-                all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
-                    for x in v)):
-            raise m.error(k, f"expected three positive GB/s figures (1, 2, >2 nodes), got {v!r}")
-        out[k] = tuple(float(x) * 1e9 for x in v)
-    m.done()
-    return out
+    return _number_lists(n, "ll_max_busbw", lambda v: len(v) == 3 and all(x > 0 for x in v),
+                         "three positive GB/s figures (1, 2, >2 nodes)", 1e9)
 
 
 _SECTIONS = {

@@ -12,14 +12,20 @@ import pytest
 NB = Path(__file__).resolve().parent.parent / "notebooks" / "design_review.ipynb"
 
 
-@pytest.mark.slow  # the whole bundled review: about a minute on 2 cores
-def test_design_review_notebook_builds_the_bundled_review(monkeypatch):
+def _execute(path: Path, monkeypatch) -> dict:
+    """Run a notebook's code cells in order, in one namespace, from its folder."""
     matplotlib.use("Agg")
-    nb = json.loads(NB.read_text())
-    monkeypatch.chdir(NB.parent)
+    nb = json.loads(path.read_text())
+    monkeypatch.chdir(path.parent)
     ns: dict = {"__name__": "__main__"}
     for i, c in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
-        exec(compile("".join(c["source"]), f"{NB.name}[cell {i}]", "exec"), ns)
+        exec(compile("".join(c["source"]), f"{path.name}[cell {i}]", "exec"), ns)
+    return ns
+
+
+@pytest.mark.slow  # the whole bundled review: about a minute on 2 cores
+def test_design_review_notebook_builds_the_bundled_review(monkeypatch):
+    ns = _execute(NB, monkeypatch)
     res = ns["result"]
     assert len(res.runs) == 6 and len(res.bottlenecks) == 6
     # every proposal, GB200's 1,008 GPUs included, has training and serving figures
@@ -36,12 +42,7 @@ STUDIES_NB = NB.parent / "studies.ipynb"
 
 @pytest.mark.slow  # the four bundled studies on their quick grids: a minute or two
 def test_studies_notebook_runs_the_four_quick_grids_and_draws_them(monkeypatch):
-    matplotlib.use("Agg")
-    nb = json.loads(STUDIES_NB.read_text())
-    monkeypatch.chdir(STUDIES_NB.parent)
-    ns: dict = {"__name__": "__main__"}
-    for i, c in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
-        exec(compile("".join(c["source"]), f"{STUDIES_NB.name}[cell {i}]", "exec"), ns)
+    ns = _execute(STUDIES_NB, monkeypatch)
     assert ns["QUICK"] is True
     assert set(ns["rows"]) == {"oversubscription", "ib-vs-roce", "rail-only",
                                "inference-slo"}
