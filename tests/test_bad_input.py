@@ -434,6 +434,19 @@ def test_nan_inf_and_unparsable_overrides_are_one_line(capsys, over, field, frag
         assert f": {field}: " in msg, msg
 
 
+@pytest.mark.parametrize("value, frag", [
+    ("1e9", "1e+09:1 cannot be built with 32 downlinks per switch: one uplink gives 32:1"),
+    (".inf", "must be a finite number, got inf"),
+])
+def test_an_unbuildable_oversubscription_names_the_field_not_the_radix(capsys, value, frag):
+    """Asking for more than one uplink can give was built silently at 32:1; infinity was
+    reported as a radix problem."""
+    path = TOPO / "dgx-h100-superpod-2to1.yaml"
+    msg = _run_bad(["topo", "show", str(path), "--set", f"params.oversubscription={value}"],
+                   capsys)
+    assert msg.startswith(f"{path}: params.oversubscription: ") and frag in msg, msg
+
+
 def test_good_then_bad_proposal_fails(tmp_path, capsys):
     """With several proposals, the first bad one ends the run with status 2."""
     bad = _write(tmp_path, {"name": "x", "builder": "scale_up",

@@ -365,8 +365,14 @@ def _split(radix: int, over: float, down: int | None, b: FabricBuilder, field: s
     else:
         up = int(math.ceil(down / over - 1e-9))
     if down < 1 or up < 1 or down + up > radix:
+        if up < 1 or (down is not None and over > down):
+            raise b.error(over_field, f"{over:g}:1 leaves no uplink on a {radix}-port "
+                          f"switch; at most {radix - 1}:1")
         raise b.error(field, f"switch radix {radix} too small for {down} down + {up} up ports "
                       f"at {over:g}:1")
+    if up == 1 and down < over * (1 - 1e-9):
+        raise b.error(over_field, f"{over:g}:1 cannot be built with {down} downlinks per "
+                      f"switch: one uplink gives {down}:1, the most this tier allows")
     return down, up
 
 
