@@ -447,6 +447,20 @@ def test_an_unbuildable_oversubscription_names_the_field_not_the_radix(capsys, v
     assert msg.startswith(f"{path}: params.oversubscription: ") and frag in msg, msg
 
 
+def test_a_link_given_in_gb_per_s_instead_of_gbit_says_so(tmp_path, capsys):
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    (cat / "links.yaml").write_text(yaml.safe_dump({"links": {"my-400g": {
+        "name": "my 400G", "kind": "scale-out", "protocol": "roce",
+        "bandwidth": "400 GB/s", "latency": "500 ns", "protocol_efficiency": 0.95,
+        "source": "typo test", "as_of": "2024-01"}}}))
+    p = _write(tmp_path, {"name": "t", "builder": "leaf_spine", "catalog": "cat",
+                          "params": {"node": "DGX-H100", "servers": 4, "leaf": "QM9700",
+                                     "spine": "QM9700", "link": "my-400g"}})
+    msg = _run_bad(["topo", "show", str(p)], capsys)
+    assert "links at 3200 Gb/s" in msg and "GB/s for Gb/s" in msg, msg
+
+
 def test_good_then_bad_proposal_fails(tmp_path, capsys):
     """With several proposals, the first bad one ends the run with status 2."""
     bad = _write(tmp_path, {"name": "x", "builder": "scale_up",

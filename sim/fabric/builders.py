@@ -346,9 +346,16 @@ def _ports_at(sw: Switch, speed: float, b: FabricBuilder, field: str) -> int:
     ratio = sw.port_speed_Bps / speed
     k = round(ratio)
     if k < 1 or abs(ratio - k) > 1e-9:
+        hint = ""
+        for factor, what in ((8.0, "bytes/s where bits/s were meant (GB/s for Gb/s)"),
+                             (1 / 8.0, "bits/s where bytes/s were meant (Gb/s for GB/s)")):
+            r = ratio * factor
+            if abs(r - round(r)) < 1e-9 and round(r) >= 1:
+                hint = f"; the link's bandwidth looks like {what}"
+                break
         raise b.error(field, f"port speed mismatch: {sw.id} ports run at "
                       f"{sw.port_speed_Bps * 8 / 1e9:g} Gb/s, links at {speed * 8 / 1e9:g} "
-                      f"Gb/s (a port can only be split into equal lower-speed ports)")
+                      f"Gb/s (a port can only be split into equal lower-speed ports){hint}")
     return sw.radix * k
 
 
