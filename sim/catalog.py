@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, warn_implausible
 from .modelspec import read_model
 from .spec import Node, load_yaml
 
@@ -338,8 +338,20 @@ def _read_acc(key: str, n: Node) -> Accelerator:
     )
     if acc.idle_power_W > acc.tdp_W:
         raise n.error("idle_power", f"idle power {acc.idle_power_W:g} W exceeds TDP {acc.tdp_W:g} W")
+    per_s = acc.hbm_bandwidth_Bps / acc.hbm_capacity_B  # every shipping part: 20-60 per s
+    if not HBM_SWEEPS_PER_S[0] <= per_s <= HBM_SWEEPS_PER_S[1]:
+        warn_implausible(f"{acc.hbm_bandwidth_Bps / 1e12:g} TB/s reads the whole "
+                         f"{acc.hbm_capacity_B / 1e9:g} GB HBM {per_s:.1f} times a second; "
+                         f"shipping accelerators do {HBM_SWEEPS_PER_S[0]:g}-"
+                         f"{HBM_SWEEPS_PER_S[1]:g} (Tb/s written for TB/s?)",
+                         file=n.file, field=n.field("hbm_bandwidth"))
     n.done()
     return acc
+
+
+#: HBM bandwidth / capacity of shipping accelerators is 20-60 per second (A100 80 GB 25,
+#: H100 42, MI300X 28, B200 42, TPU v5e 51); outside 8-200 a unit is almost surely wrong.
+HBM_SWEEPS_PER_S = (8.0, 200.0)
 
 
 def _read_link(key: str, n: Node) -> Link:

@@ -835,9 +835,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from .errors import PlausibilityWarning
+
+    if issubclass(category, PlausibilityWarning):
+        print(f"fabsim: warning: {message}", file=sys.stderr)
+    else:
+        _PY_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PY_SHOWWARNING = __import__("warnings").showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except SimError as e:

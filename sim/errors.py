@@ -48,3 +48,18 @@ class RoutingError(SimError):
 
 class InfeasibleError(SimError):
     """A configuration that cannot run (does not fit in memory, sizes do not divide)."""
+
+
+class PlausibilityWarning(UserWarning):
+    """A value that is legal but almost certainly a unit mistake (HBM in Tb/s where TB/s
+    was meant); the command line prints it as one ``fabsim: warning:`` line and goes on."""
+
+
+def warn_implausible(message: str, *, file: str | None = None, field: str | None = None
+                     ) -> None:
+    """Emit a :class:`PlausibilityWarning` naming the file and field."""
+    import warnings
+
+    where = ": ".join(p for p in (file, field) if p)
+    warnings.warn(PlausibilityWarning(f"{where}: {message}" if where else message),
+                  stacklevel=2)

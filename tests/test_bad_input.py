@@ -598,3 +598,38 @@ def test_topo_show_json_several(capsys):
     out, _ = capsys.readouterr()
     s = json.loads(out)
     assert isinstance(s, list) and [x["accelerators"] for x in s] == [1024, 1008]
+
+
+def test_hbm_in_tbit_instead_of_tbyte_is_a_one_line_warning_and_the_run_goes_on(tmp_path,
+                                                                              capsys):
+    """Legal but almost surely a unit mistake: H100's HBM written as 3.35 Tb/s (8x too
+    slow) reads its 80 GB five times a second where every shipping part does 20-60."""
+    import warnings
+
+    from sim.catalog import load_catalog
+    from sim.errors import PlausibilityWarning
+
+    src = yaml.safe_load((TOPO / "catalog" / "accelerators.yaml").read_text())
+    entry = dict(src["accelerators"]["H100-SXM"])
+    entry["hbm_bandwidth"] = "3.35 Tb/s"
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    (cat / "accelerators.yaml").write_text(yaml.safe_dump({"accelerators": {"H100-SXM":
+                                                                              entry}}))
+    with pytest.warns(PlausibilityWarning, match=r"accelerators\.H100-SXM\.hbm_bandwidth: "
+                      r"0\.41875 TB/s reads the whole 85\.\d+ GB HBM 4\.9 times a second"):
+        load_catalog(cat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PlausibilityWarning)
+        load_catalog()  # the bundled catalog has no such value
+    cli_cat = tmp_path / "cat2"  # a catalog not loaded yet in this process
+    cli_cat.mkdir()
+    (cli_cat / "accelerators.yaml").write_text((cat / "accelerators.yaml").read_text())
+    p = _write(tmp_path, {"name": "t", "builder": "scale_up", "catalog": "cat2",
+                          "params": {"node": "DGX-H100", "count": 1}})
+    rc = main(["topo", "show", str(p)])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "H100" in out
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fabsim: warning: ") and \
+        "hbm_bandwidth" in lines[0] and "Tb/s written for TB/s?" in lines[0], err
