@@ -451,7 +451,7 @@ def test_a_link_given_in_gb_per_s_instead_of_gbit_says_so(tmp_path, capsys):
     cat = tmp_path / "cat"
     cat.mkdir()
     (cat / "links.yaml").write_text(yaml.safe_dump({"links": {"my-400g": {
-        "name": "my 400G", "kind": "scale-out", "protocol": "roce",
+        "name": "my 400G", "kind": "scale-out", "protocol": "infiniband",
         "bandwidth": "400 GB/s", "latency": "500 ns", "protocol_efficiency": 0.95,
         "source": "typo test", "as_of": "2024-01"}}}))
     p = _write(tmp_path, {"name": "t", "builder": "leaf_spine", "catalog": "cat",
@@ -459,6 +459,14 @@ def test_a_link_given_in_gb_per_s_instead_of_gbit_says_so(tmp_path, capsys):
                                      "spine": "QM9700", "link": "my-400g"}})
     msg = _run_bad(["topo", "show", str(p)], capsys)
     assert "links at 3200 Gb/s" in msg and "GB/s for Gb/s" in msg, msg
+
+
+def test_an_infiniband_switch_cabled_with_ethernet_links_is_one_line(capsys):
+    path = TOPO / "dgx-h100-superpod-ib.yaml"
+    msg = _run_bad(["topo", "show", str(path), "--set", "params.link=eth-400g"], capsys)
+    assert msg == (f"{path}: params.leaf: QM9700 is a switch for infiniband links "
+                   "(ib-ndr); the fabric's links are roce (eth-400g): pick a roce switch "
+                   "or infiniband links"), msg
 
 
 def test_good_then_bad_proposal_fails(tmp_path, capsys):

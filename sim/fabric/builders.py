@@ -479,6 +479,11 @@ def _clos_parts(b: FabricBuilder, node: str, link: str, servers: int, tiers: Seq
         if sw.kind != "packet":
             raise b.error(sw_field[i], f"{sw.id} is a {sw.kind} switch, not a "
                           "packet switch")
+        native = cat.links.get(sw.link)
+        if native is not None and native.protocol != ln.protocol:
+            raise b.error(sw_field[i], f"{sw.id} is a switch for {native.protocol} links "
+                          f"({native.id}); the fabric's links are {ln.protocol} ({ln.id}): "
+                          f"pick a {ln.protocol} switch or {native.protocol} links")
     radix = [_ports_at(sw, nic_speed, b, sw_field[i]) for i, sw in enumerate(sws)]
     return nm, ln, sws, radix
 
