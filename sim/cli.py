@@ -847,6 +847,39 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _PY_SHOWWARNING = __import__("warnings").showwarning
 
 
+# output options: (argument, a file (its folder must exist) or a folder (created))
+_OUTPUTS = (("plot", "file"), ("output", None))
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any simulation, an output path that cannot be written: a file in a
+    folder that does not exist, a folder under a regular file, an unwritable place."""
+    import os
+    from pathlib import Path
+
+    for name, kind in _OUTPUTS:
+        v = getattr(args, name, None)
+        if not v:
+            continue
+        p = Path(v).expanduser()
+        is_file = kind == "file" or (kind is None and p.suffix.lower() in
+                                     (".png", ".svg", ".pdf"))
+        flag = "--plot" if name == "plot" else "--output"
+        if not is_file and p.exists() and not p.is_dir():
+            raise ConfigError(f"{v!r} is a file, not a folder", field=flag)
+        parent = p.parent if is_file else p
+        if is_file and not parent.is_dir():
+            raise ConfigError(f"folder {str(parent)!r} does not exist", field=flag)
+        q = parent
+        while not q.exists():
+            q = q.parent
+        if not q.is_dir():
+            raise ConfigError(f"{str(q)!r} is a file, so {v!r} cannot be created",
+                              field=flag)
+        if not os.access(q, os.W_OK):
+            raise ConfigError(f"{str(q)!r} is not writable", field=flag)
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
@@ -854,6 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
     try:
+        _check_outputs(args)
         return args.func(args)
     except SimError as e:
         print(f"fabsim: error: {e}", file=sys.stderr)

@@ -6,6 +6,7 @@ Each bad proposal is a bundled proposal with one thing changed.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -641,3 +642,29 @@ def test_hbm_in_tbit_instead_of_tbyte_is_a_one_line_warning_and_the_run_goes_on(
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("fabsim: warning: ") and \
         "hbm_bandwidth" in lines[0] and "Tb/s written for TB/s?" in lines[0], err
+
+
+@pytest.mark.parametrize("argv, frag", [
+    (["serve", "--topology", "{T}/dgx-h100-superpod-ib.yaml", "--service", str(SVC),
+      "--duration", "600s", "--plot", "{tmp}/missing/x.png"], "--plot: folder"),
+    (["compare", "{T}/dgx-h100-superpod-ib.yaml", "--workload",
+      "{W}/llama3-70b-1k.yaml", "-o", "{tmp}/afile/report"], "is a file, so"),
+    (["sweep", "{S}/rail-only.yaml", "-o", "{tmp}/afile"], "is a file, not a folder"),
+    (["topo", "draw", "{T}/dgx-h100-superpod-ib.yaml", "-o", "{tmp}/missing/f.png"],
+     "does not exist"),
+])
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_simulation(
+        tmp_path, capsys, argv, frag):
+    """-o / --plot into a missing folder or under a regular file: one line at once (it
+    was a traceback after the whole simulation)."""
+    import time
+
+    (tmp_path / "afile").write_text("x")
+    root = TOPO.parent
+    sub = {"{T}": str(TOPO), "{W}": str(root / "workloads"),
+           "{S}": str(root / "experiments" / "studies"), "{tmp}": str(tmp_path)}
+    argv = [functools.reduce(lambda a, kv: a.replace(*kv), sub.items(), x) for x in argv]
+    t0 = time.perf_counter()
+    msg = _run_bad(argv, capsys)
+    assert frag in msg, msg
+    assert time.perf_counter() - t0 < 5.0  # refused before simulating
