@@ -346,8 +346,18 @@ def test_serve_json(capsys):
     import json
 
     out = json.loads(capsys.readouterr().out)
-    assert {"ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "throughput_tokens_per_s",
-            "requests_per_s"} <= set(out)
+    # every request accounted for, and the figures consistent with each other
+    assert out["requests_finished"] + out["requests_rejected"] + \
+        out["requests_unfinished"] == out["requests"] > 0
+    assert out["requests_unfinished"] == 0
+    for k in ("ttft", "tpot", "e2e"):
+        assert 0 < out[f"{k}_p50_s"] <= out[f"{k}_p90_s"] <= out[f"{k}_p99_s"]
+    assert out["ttft_p50_s"] < out["e2e_p50_s"]  # the first token comes before the last
+    assert 0 < out["busy_fraction"] <= 1 and 0 < out["hbm_utilization"] <= 1
+    # tokens per request in the window: throughput / request rate, between the shortest
+    # and the longest answer the service draws (lognormal, mean 290, at most 1,024)
+    per_request = out["throughput_tokens_per_s"] / out["requests_per_s"]
+    assert 50 < per_request < 1024
 
 
 def test_disaggregated_serving_sends_kv_over_the_fabric():
