@@ -226,7 +226,7 @@ BUNDLED = ("oversubscription", "ib-vs-roce", "rail-only", "inference-slo")
 def test_every_bundled_study_loads_with_a_smaller_quick_grid(name):
     full = load_study(STUDIES / f"{name}.yaml")
     quick = load_study(STUDIES / f"{name}.yaml", quick=True)
-    assert 1 <= len(points(quick)) < len(points(full))
+    assert points(quick) and len(points(quick)) < len(points(full))  # a reduced grid
     assert set(quick.axes) == set(full.axes) and quick.metrics == full.metrics
 
 

@@ -45,15 +45,21 @@ def model_params(w: TrainingWorkload) -> float:
 def job_units(f: Fabric, w: TrainingWorkload) -> dict:
     """What the failure classes scale with, for ``w`` on ``f``: its GPUs, its hosts, the
     scale-out switches and cables in proportion to its share of the accelerators, one job."""
-    g = f.graph
     per_host = max(1, len(f.domains[0])) if f.domains else 1
+    share = w.gpus / max(1, f.n_accelerators)
+    return {"gpu": float(w.gpus), "host": float(math.ceil(w.gpus / per_host)),
+            "network": f.derived("goodput.network_parts", lambda: _network_parts(f)) * share,
+            "job": 1.0}
+
+
+def _network_parts(f: Fabric) -> int:
+    """Switches plus scale-out cables (each bundle's cables, one direction) of ``f``."""
+    g = f.graph
     sw = sum(1 for _, d in g.nodes(data=True) if d.get("kind") == "switch")
     cab = sum(int(d.get("count", 1)) for u, v, d in g.edges(data=True)
               if f.catalog.links.get(d.get("tech")) is not None
               and f.catalog.links[d["tech"]].kind == "scale-out" and str(u) < str(v))
-    share = w.gpus / max(1, f.n_accelerators)
-    return {"gpu": float(w.gpus), "host": float(math.ceil(w.gpus / per_host)),
-            "network": (sw + cab) * share, "job": 1.0}
+    return sw + cab
 
 
 @dataclass
