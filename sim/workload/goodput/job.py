@@ -142,6 +142,13 @@ class GoodputJob:
             self.checkpoints += 1
         self.productive += since  # work of the last stretch (no failure came)
 
+    def _charge(self, down: dict, seconds: float) -> None:
+        """Book ``seconds`` of a downtime to its kinds, in order (detection, restart, ...)."""
+        for k, v in down.items():
+            share = min(v, seconds)
+            self.lost[k] += share
+            seconds -= share
+
     def _interrupt(self, since: float):
         """Handle the failure at ``now``; yields the downtime; returns (0, next failure)."""
         env, m = self.sim.env, self.m
@@ -167,22 +174,14 @@ class GoodputJob:
             self.rows.append({"time_s": nxt, "cause": c2.name, "kind": c2.kind,
                               "per": c2.per, "lost_work_s": 0.0, "downtime_s": again,
                               "during_restart": True})
-            done = nxt - t  # the part of the first restart that happened
-            for k in list(down):
-                share = min(down[k], done)
-                self.lost[k] += share
-                done -= share
+            self._charge(down, nxt - t)  # the part of the first restart that happened
             down = {"detection": m.detection_s, "restart": m.restart_s,
                     "checkpoint_read": self.read_s}
             t = nxt
             resume = nxt + again
             nxt = self._next_failure(nxt)
         stop = min(resume, self.duration_s)
-        left = stop - t
-        for k, v in down.items():
-            share = min(v, left)
-            self.lost[k] += share
-            left -= share
+        self._charge(down, stop - t)
         self._segment("down", env.now, stop)
         yield env.timeout(stop - env.now)
         return 0.0, nxt
